@@ -1,0 +1,174 @@
+"""Magnitude pruning masks with exact zero counts, and the gradual (AGP) sparsity schedule.
+
+Spec block B6 (ALGORITHMS.md section 2) and defaults 4-5 of section 8.
+
+A mask for sparsity ``s`` over ``n`` weights has exactly ``k = floor(s * n + 1/2)`` zeros (``s * n``
+rounded half up): the ``k`` smallest magnitudes, ties broken by position (lower flat index pruned
+first), so the count never depends on ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from hqjax._checks import check_fraction, compute_dtype, normalize_axis
+
+Schedule = Callable[[Any], jax.Array]
+
+
+def num_pruned(n: int, sparsity: Any) -> jax.Array:
+    """Number of zeros a mask over `n` weights has at `sparsity`: ``floor(s * n + 1/2)``."""
+    s = jnp.clip(jnp.asarray(sparsity, jnp.float32), 0.0, 1.0)
+    return jnp.floor(s * n + 0.5).astype(jnp.int32)
+
+
+def _keep_top(scores: jax.Array, k: jax.Array) -> jax.Array:
+    """Row-wise mask of a 2-D score matrix: False on the `k` smallest entries of each row."""
+    rows, n = scores.shape
+    order = jnp.argsort(scores, axis=1, stable=True)
+    ranks = jnp.zeros((rows, n), jnp.int32).at[jnp.arange(rows)[:, None], order].set(
+        jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (rows, n))
+    )
+    return ranks >= k
+
+
+def magnitude_mask(w: jax.Array, sparsity: Any, axis: int | None = -1) -> jax.Array:
+    """Boolean mask keeping the largest magnitudes, per unit or per layer (B6).
+
+    Args:
+      w: weights (or any scores: the magnitude ``|w|`` is ranked).
+      sparsity: fraction of zeros in [0, 1); a Python number or a (traced) scalar, e.g. from a
+        schedule. Traced values cannot be validated and are clipped to [0, 1].
+      axis: unit axis: each index along it (e.g. an output filter) gets exactly
+        ``floor(sparsity * n_unit + 1/2)`` zeros. None: one mask over the whole tensor.
+
+    Returns:
+      Boolean array shaped like `w`, False where a weight is pruned.
+
+    Examples:
+      >>> magnitude_mask(jnp.array([0.3, -0.1, 2.0, 0.05]), 0.5, axis=None).tolist()
+      [True, False, True, False]
+    """
+    check_fraction(sparsity, "sparsity")
+    w = jnp.asarray(w)
+    ax = normalize_axis(axis, w.ndim)
+    scores = jnp.abs(w.astype(compute_dtype(w)))
+    if ax is None:
+        flat = scores.reshape(1, -1)
+        return _keep_top(flat, num_pruned(flat.shape[1], sparsity)).reshape(w.shape)
+    moved = jnp.moveaxis(scores, ax, 0)
+    flat = moved.reshape(moved.shape[0], -1)
+    mask = _keep_top(flat, num_pruned(flat.shape[1], sparsity))
+    return jnp.moveaxis(mask.reshape(moved.shape), 0, ax)
+
+
+def global_magnitude_masks(tree: Any, sparsity: Any) -> Any:
+    """Masks over a whole pytree of weights ranked together (global pruning, section 8 item 5).
+
+    Exactly ``floor(sparsity * N + 1/2)`` of the ``N`` weights in the tree are pruned. Magnitudes of
+    different layers are compared directly, so pass weights on a common scale (e.g. each unit
+    projected to the sphere with `project_to_sphere`).
+
+    Args:
+      tree: pytree of arrays.
+      sparsity: fraction of zeros in [0, 1).
+
+    Returns:
+      A pytree of boolean masks with the structure of `tree`.
+    """
+    check_fraction(sparsity, "sparsity")
+    leaves, treedef = jax.tree.flatten(tree)
+    if not leaves:
+        raise ValueError("`tree` has no array leaves to prune.")
+    leaves = [jnp.asarray(x) for x in leaves]
+    flat = jnp.concatenate([jnp.abs(x.astype(jnp.float32)).reshape(-1) for x in leaves])[None]
+    keep = _keep_top(flat, num_pruned(flat.shape[1], sparsity))[0]
+    masks, start = [], 0
+    for x in leaves:
+        masks.append(keep[start : start + x.size].reshape(x.shape))
+        start += x.size
+    return jax.tree.unflatten(treedef, masks)
+
+
+def agp_sparsity(
+    step: Any,
+    final_sparsity: Any,
+    *,
+    begin_step: int,
+    end_step: int,
+    initial_sparsity: Any = 0.0,
+    update_every: int = 1,
+) -> jax.Array:
+    """Cubic gradual sparsity of Zhu & Gupta (2017), B6.
+
+    ``s(t) = s_f + (s_i - s_f) * (1 - (t' - t0) / (t1 - t0))**3`` with ``t'`` the last update step
+    ``t0 + update_every * floor((t - t0) / update_every)``. Before `begin_step` the network is dense
+    (0.0); from `end_step` on the value is `final_sparsity` (even when ``t1 - t0`` is not a multiple of
+    `update_every`).
+
+    Args:
+      step: training step (int or traced scalar).
+      final_sparsity: ``s_f`` in [0, 1).
+      begin_step: ``t0``, the first pruning step.
+      end_step: ``t1`` > ``t0``, where ``s_f`` is reached.
+      initial_sparsity: ``s_i`` in [0, s_f].
+      update_every: ``dt``, steps between mask updates (>= 1).
+
+    Returns:
+      float32 scalar sparsity.
+    """
+    t = jnp.asarray(step, jnp.float32)
+    t0, t1 = float(begin_step), float(end_step)
+    t_upd = t0 + update_every * jnp.floor((t - t0) / update_every)
+    frac = jnp.where(t >= t1, 1.0, jnp.clip((t_upd - t0) / (t1 - t0), 0.0, 1.0))
+    s_i = jnp.asarray(initial_sparsity, jnp.float32)
+    s_f = jnp.asarray(final_sparsity, jnp.float32)
+    s = s_f + (s_i - s_f) * (1.0 - frac) ** 3
+    return jnp.where(t < t0, 0.0, s)
+
+
+def agp_schedule(
+    final_sparsity: float,
+    *,
+    begin_step: int = 0,
+    end_step: int,
+    initial_sparsity: float = 0.0,
+    update_every: int = 1,
+) -> Schedule:
+    """A validated ``step -> sparsity`` callable for `agp_sparsity` (B6), usable as any optax schedule.
+
+    Examples:
+      >>> sched = agp_schedule(0.9, begin_step=0, end_step=100)
+      >>> float(sched(0)), float(sched(100))
+      (0.0, 0.8999999761581421)
+    """
+    check_fraction(final_sparsity, "final_sparsity")
+    check_fraction(initial_sparsity, "initial_sparsity")
+    if initial_sparsity > final_sparsity:
+        raise ValueError(
+            f"`initial_sparsity`={initial_sparsity} exceeds `final_sparsity`={final_sparsity}; "
+            "AGP only increases sparsity."
+        )
+    for name, v in (("begin_step", begin_step), ("end_step", end_step)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"`{name}` must be a non-negative int, got {v!r}.")
+    if end_step <= begin_step:
+        raise ValueError(f"`end_step`={end_step} must be greater than `begin_step`={begin_step}.")
+    if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+        raise ValueError(f"`update_every` must be an int >= 1, got {update_every!r}.")
+
+    def schedule(step: Any) -> jax.Array:
+        return agp_sparsity(
+            step,
+            final_sparsity,
+            begin_step=begin_step,
+            end_step=end_step,
+            initial_sparsity=initial_sparsity,
+            update_every=update_every,
+        )
+
+    return schedule
