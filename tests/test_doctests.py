@@ -20,3 +20,18 @@ def test_docstring_examples(name):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0, f"{name} has no examples"
     assert result.failed == 0
+
+
+def test_every_public_op_names_its_spec_block():
+    import inspect
+    import re
+
+    import hqjax.ops
+
+    missing = []
+    for name in hqjax.ops.__all__:
+        obj = getattr(hqjax.ops, name)
+        if callable(obj) and not isinstance(obj, type):
+            if not re.search(r"\b(B\d|section \d)", inspect.getdoc(obj) or ""):
+                missing.append(name)
+    assert not missing, f"public ops whose docstring names no spec block: {missing}"

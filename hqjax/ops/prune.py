@@ -21,7 +21,7 @@ Schedule = Callable[[Any], jax.Array]
 
 
 def num_pruned(n: int, sparsity: Any) -> jax.Array:
-    """Number of zeros a mask over `n` weights has at `sparsity`: ``floor(s * n + 1/2)``."""
+    """Number of zeros a mask over `n` weights has at `sparsity`: ``floor(s * n + 1/2)`` (B6)."""
     s = jnp.clip(jnp.asarray(sparsity, jnp.float32), 0.0, 1.0)
     return jnp.floor(s * n + 0.5).astype(jnp.int32)
 

@@ -52,7 +52,10 @@ def soft_ternarize(w: jax.Array, threshold: Any, tau: Any, scale: Any = 1.0) -> 
 
 
 def soft_ternarize_grad(w: jax.Array, threshold: Any, tau: Any, scale: Any = 1.0) -> jax.Array:
-    """Closed-form derivative ``phi'_tau(w) = alpha tau [sigma'(tau(w-Delta)) + sigma'(tau(w+Delta))]``."""
+    """Closed-form derivative of `soft_ternarize` (section 5.2):
+
+    ``phi'_tau(w) = alpha tau [sigma'(tau(w-Delta)) + sigma'(tau(w+Delta))]``.
+    """
     w = jnp.asarray(w)
     x = w.astype(compute_dtype(w))
     delta, tau = jnp.asarray(threshold, x.dtype), jnp.asarray(tau, x.dtype)

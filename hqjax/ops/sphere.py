@@ -16,7 +16,7 @@ from hqjax._checks import check_positive, compute_dtype, output_dtype, reduce_ax
 
 
 def unit_norm(w: jax.Array, axis: int | None = -1) -> jax.Array:
-    """L2 norm of each unit, with the reduced axes kept (broadcasts against `w`).
+    """L2 norm ``||v_u||_2`` of each unit (B1), with the reduced axes kept (broadcasts against `w`).
 
     Args:
       w: weight tensor.
@@ -59,7 +59,7 @@ def project_to_sphere(w: jax.Array, axis: int | None = -1, radius: float = 1.0) 
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array, axis: int | None = -1) -> jax.Array:
-    """Per-unit cosine ``<a, b> / (||a|| ||b||)``; 0 where either unit has norm zero.
+    """Per-unit cosine ``<a, b> / (||a|| ||b||)`` (the quantity of B4); 0 where either unit has norm zero.
 
     Args:
       a, b: tensors of the same shape.
