@@ -1,13 +1,51 @@
 """hqjax: ternary and multi-bit neural networks in JAX.
 
 Pure quantization ops live in `hqjax.ops`; every public op is also re-exported here so that
-``import hqjax`` gives the whole flat API.
+``import hqjax`` gives the whole flat API. The optax transformations live in `hqjax.transforms`, step
+schedules in `hqjax.schedules`; the recipes (`hq`, `hla_tq`, `ptq`, `twn`, `ttq`), leaf selection,
+`forward_params` and `summarize` are re-exported here.
 """
 
-from hqjax import ops
+from hqjax import ops, schedules, transforms
+from hqjax.forward import (
+    QUANTIZER_STATE_TYPES,
+    find_quantizer_states,
+    forward_params,
+    latent_params,
+    ternary_params,
+)
+from hqjax.methods import METHODS, get_method, hla_tq, hq, ptq, static_args, ttq, twn
 from hqjax.ops import *  # noqa: F403
 from hqjax.ops import __all__ as _ops_all
+from hqjax.selection import Selection, select, selected_paths
+from hqjax.summary import entropy_bits, summarize
+from hqjax.transforms import QuantizerConfig, QuantizerState
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", *_ops_all]
+__all__ = [
+    "ops",
+    "schedules",
+    "transforms",
+    *_ops_all,
+    "METHODS",
+    "QUANTIZER_STATE_TYPES",
+    "QuantizerConfig",
+    "QuantizerState",
+    "Selection",
+    "entropy_bits",
+    "find_quantizer_states",
+    "forward_params",
+    "get_method",
+    "hla_tq",
+    "hq",
+    "latent_params",
+    "ptq",
+    "select",
+    "selected_paths",
+    "static_args",
+    "summarize",
+    "ternary_params",
+    "ttq",
+    "twn",
+]

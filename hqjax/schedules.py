@@ -1,0 +1,231 @@
+"""Step schedules for the quantizer transforms: plain ``step -> scalar`` callables.
+
+Every schedule here is a pure function of the optimizer step (an int or a traced integer scalar) and
+returns a float32 scalar, so it runs under `jax.jit` and any optax schedule can be used in its place.
+Hyper-parameters may be Python numbers or (traced) jax scalars, which is what `optax.inject_hyperparams`
+passes when it rebuilds a recipe inside ``update``.
+
+- `as_schedule`: a number or a callable, as a schedule.
+- `agp`: the cubic gradual-pruning sparsity of Zhu & Gupta (spec block B6), tolerant of traced targets.
+- `ramp`: linear ramp ``0 -> value`` (HLA-TQ's regularizer weight ``lambda(t)``, spec section 5.2).
+- `geometric`: geometric interpolation ``initial -> final`` (HLA-TQ's temperature constant ``c(t)``,
+  spec section 8 item 14).
+- `check_schedule`: evaluate a schedule at a few steps and raise `ValueError` when a value leaves its
+  domain, so bad schedules fail at construction, before any step runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hqjax._checks import is_concrete
+from hqjax.ops.prune import agp_sparsity
+
+Schedule = Callable[[Any], jax.Array]
+ScalarOrSchedule = float | jax.Array | Schedule
+
+__all__ = [
+    "Schedule",
+    "ScalarOrSchedule",
+    "agp",
+    "as_schedule",
+    "check_schedule",
+    "geometric",
+    "ramp",
+]
+
+
+def as_schedule(value: ScalarOrSchedule) -> Schedule:
+    """Return `value` as a ``step -> float32 scalar`` callable (a number becomes a constant).
+
+    Examples:
+      >>> float(as_schedule(0.5)(10)), float(as_schedule(lambda t: t / 10)(5))
+      (0.5, 0.5)
+    """
+    if callable(value):
+        return lambda step: jnp.asarray(value(step), jnp.float32)
+    return lambda step: jnp.asarray(value, jnp.float32)
+
+
+def agp(
+    final_sparsity: Any,
+    *,
+    begin_step: int = 0,
+    end_step: int,
+    initial_sparsity: Any = 0.0,
+    update_every: int = 1,
+) -> Schedule:
+    """Cubic gradual sparsity (AGP, Zhu & Gupta 2017; spec block B6) from `begin_step` to `end_step`.
+
+    Same formula as `hqjax.ops.agp_sparsity`; unlike `hqjax.ops.agp_schedule` the targets may be traced
+    scalars (as under `optax.inject_hyperparams`), in which case they are not validated here.
+
+    Args:
+      final_sparsity: target fraction of zeros ``s_f`` in [0, 1).
+      begin_step: first pruning step ``t0``.
+      end_step: step ``t1 > t0`` where ``s_f`` is reached and held.
+      initial_sparsity: ``s_i`` (sparsity at ``t0``).
+      update_every: steps between changes of the value.
+
+    Returns:
+      A schedule ``step -> sparsity``: 0 before `begin_step`, ``s_f`` from `end_step` on.
+
+    Examples:
+      >>> s = agp(0.5, end_step=10)
+      >>> float(s(0)), float(s(10)), float(s(1000))
+      (0.0, 0.5, 0.5)
+    """
+    _check_steps(begin_step=begin_step, end_step=end_step)
+    if end_step <= begin_step:
+        raise ValueError(f"`end_step`={end_step} must be greater than `begin_step`={begin_step}.")
+    if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+        raise ValueError(f"`update_every` must be an int >= 1, got {update_every!r}.")
+    _check_range(final_sparsity, "sparsity", 0.0, 1.0, high_inclusive=False)
+    _check_range(initial_sparsity, "initial_sparsity", 0.0, 1.0, high_inclusive=False)
+
+    def schedule(step: Any) -> jax.Array:
+        return agp_sparsity(
+            step,
+            final_sparsity,
+            begin_step=begin_step,
+            end_step=end_step,
+            initial_sparsity=initial_sparsity,
+            update_every=update_every,
+        )
+
+    return schedule
+
+
+def ramp(value: Any, *, begin_step: int = 0, end_step: int, stop_step: int | None = None) -> Schedule:
+    """Linear ramp from 0 at `begin_step` to `value` at `end_step`, held, and 0 again from `stop_step`.
+
+    HLA-TQ's regularizer weight ``lambda(t)`` (spec section 5.2: "linear ramp from 0 to lambda_max over
+    phase R") is ``ramp(reg_strength, end_step=Q, stop_step=Q)``.
+
+    Examples:
+      >>> r = ramp(1.0, end_step=4, stop_step=4)
+      >>> [float(r(t)) for t in range(6)]
+      [0.0, 0.25, 0.5, 0.75, 0.0, 0.0]
+    """
+    _check_steps(begin_step=begin_step, end_step=end_step)
+    if end_step <= begin_step:
+        raise ValueError(f"`end_step`={end_step} must be greater than `begin_step`={begin_step}.")
+    if stop_step is not None:
+        _check_steps(stop_step=stop_step)
+
+    def schedule(step: Any) -> jax.Array:
+        t = jnp.asarray(step, jnp.float32)
+        frac = jnp.clip((t - begin_step) / (end_step - begin_step), 0.0, 1.0)
+        out = jnp.asarray(value, jnp.float32) * frac
+        if stop_step is not None:
+            out = jnp.where(t >= stop_step, 0.0, out)
+        return out
+
+    return schedule
+
+
+def geometric(initial: Any, final: Any, *, begin_step: int, end_step: int) -> Schedule:
+    """Geometric interpolation ``initial * (final / initial) ** frac`` between two steps.
+
+    ``frac`` rises linearly from 0 at `begin_step` to 1 at `end_step` (clipped outside). HLA-TQ's
+    temperature constant ``c(t)`` rises from 2 to 50 over phase Q this way (spec section 8 item 14;
+    the per-unit temperature is ``tau = c / Delta``).
+
+    Examples:
+      >>> g = geometric(2.0, 50.0, begin_step=10, end_step=20)
+      >>> round(float(g(0)), 3), round(float(g(15)), 3), round(float(g(99)), 3)
+      (2.0, 10.0, 50.0)
+    """
+    _check_steps(begin_step=begin_step, end_step=end_step)
+    _check_range(initial, "initial", 0.0, np.inf, low_inclusive=False)
+    _check_range(final, "final", 0.0, np.inf, low_inclusive=False)
+    span = max(end_step - begin_step, 1)
+
+    def schedule(step: Any) -> jax.Array:
+        t = jnp.asarray(step, jnp.float32)
+        frac = jnp.clip((t - begin_step) / span, 0.0, 1.0)
+        lo = jnp.log(jnp.asarray(initial, jnp.float32))
+        hi = jnp.log(jnp.asarray(final, jnp.float32))
+        return jnp.exp(lo + frac * (hi - lo))
+
+    return schedule
+
+
+def check_schedule(
+    schedule: Schedule,
+    name: str,
+    steps: Iterable[int],
+    *,
+    low: float,
+    high: float,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    """Evaluate `schedule` at `steps` and raise `ValueError` if a value is not finite or in range.
+
+    Values that are traced (e.g. a schedule closing over an `optax.inject_hyperparams` value inside
+    ``update``) are skipped: they were checked when ``init`` ran eagerly.
+
+    Args:
+      schedule: ``step -> scalar``.
+      name: argument name for the message.
+      steps: the steps to evaluate (e.g. ``0``, the phase boundary and ``total_steps``).
+      low, high: the domain bounds.
+      low_inclusive, high_inclusive: whether the bounds belong to the domain.
+
+    Examples:
+      >>> check_schedule(lambda t: 0.1 * t, "sparsity", [0, 20], low=0.0, high=1.0, high_inclusive=False)
+      Traceback (most recent call last):
+      ...
+      ValueError: schedule `sparsity` returned 2.0 at step 20, outside its domain [0.0, 1.0). ...
+    """
+    for step in steps:
+        value = schedule(step)
+        if not is_concrete(value):
+            continue
+        arr = np.asarray(value, np.float64)
+        if arr.size != 1:
+            raise ValueError(f"schedule `{name}` must return a scalar, got shape {arr.shape} at step {step}.")
+        v = float(arr.reshape(()))
+        lo_ok = v >= low if low_inclusive else v > low
+        hi_ok = v <= high if high_inclusive else v < high
+        if not (np.isfinite(v) and lo_ok and hi_ok):
+            lb = "[" if low_inclusive else "("
+            rb = "]" if high_inclusive else ")"
+            raise ValueError(
+                f"schedule `{name}` returned {v} at step {step}, outside its domain {lb}{low}, {high}{rb}. "
+                "Fix the schedule (or the number) so every step gives a value in that range."
+            )
+
+
+def _check_range(
+    value: Any,
+    name: str,
+    low: float,
+    high: float,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    """Raise `ValueError` unless a concrete scalar `value` lies in the given interval."""
+    if not is_concrete(value):
+        return
+    arr = np.asarray(value, np.float64)
+    v = float(arr.reshape(-1)[0]) if arr.size == 1 else np.nan
+    lo_ok = v >= low if low_inclusive else v > low
+    hi_ok = v <= high if high_inclusive else v < high
+    if not (np.isfinite(v) and lo_ok and hi_ok):
+        lb = "[" if low_inclusive else "("
+        rb = "]" if high_inclusive else ")"
+        raise ValueError(f"`{name}` must be a finite scalar in {lb}{low}, {high}{rb}, got {value!r}.")
+
+
+def _check_steps(**steps: Any) -> None:
+    for name, v in steps.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"`{name}` must be a non-negative Python int, got {v!r}.")

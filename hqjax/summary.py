@@ -1,0 +1,114 @@
+"""Per-layer quantization statistics as a flat dict, ready for logging.
+
+`summarize(params, opt_state)` returns, for every quantized leaf ``path`` (e.g. ``'Conv_0/kernel'``):
+
+================================  ===========================================================
+key                               value
+================================  ===========================================================
+``path/sparsity``                 fraction of zeros of the ternary weights
+``path/scale``                    mean over units of the ternary magnitude (one per unit)
+``path/cosine``                   mean over units of cos(latent, ternary) (spec B4; what HQ
+                                  and HLA-TQ push towards 1)
+``path/flip_ratio``               fraction of latent weights whose sign changed in the last step
+``path/bits_dense``               2 (dense 2-bit ternary code, spec B7)
+``path/bits_entropy``             ``H(p0) = h2(p0) + (1 - p0)`` bits per weight (spec B7)
+================================  ===========================================================
+
+plus ``quantizer/step``, ``quantizer/phase`` (0 first phase, 1 ternary phase), ``quantizer/temperature``,
+and the weight-count-weighted totals ``quantizer/sparsity``, ``quantizer/cosine`` (unweighted mean over
+layers), ``quantizer/flip_ratio`` and ``quantizer/bits_entropy``. "Latent" and "ternary" are
+`hqjax.latent_params` and `hqjax.ternary_params` (in the first phase the ternary weights are those the
+method would switch to). Values are jax float32 scalars; the function is pure and jit-able.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from hqjax._checks import reduce_axes
+from hqjax.forward import _tree, find_quantizer_states
+from hqjax.ops.sphere import cosine_similarity
+from hqjax.selection import leaf_paths, unbox
+
+__all__ = ["entropy_bits", "summarize"]
+
+
+def entropy_bits(p0: Any) -> jax.Array:
+    """Entropy bound of a symmetric ternary code with zero fraction `p0` (spec B7), bits per weight.
+
+    ``H(p0) = h2(p0) + (1 - p0)``: the binary entropy of zero / non-zero plus one sign bit per non-zero.
+
+    Examples:
+      >>> [round(float(entropy_bits(p)), 2) for p in (0.8, 0.85, 0.9)]
+      [0.92, 0.76, 0.57]
+    """
+    p = jnp.clip(jnp.asarray(p0, jnp.float32), 0.0, 1.0)
+    xlogx = lambda x: jnp.where(x > 0, x * jnp.log2(jnp.where(x > 0, x, 1.0)), 0.0)
+    return -(xlogx(p) + xlogx(1.0 - p)) + (1.0 - p)
+
+
+def summarize(params: Any, opt_state: Any) -> dict[str, jax.Array]:
+    """Flat per-layer statistics of the quantized leaves (see the module docstring for the keys).
+
+    Args:
+      params: latent parameters (after the last ``optax.apply_updates``).
+      opt_state: the optimizer state returned with them.
+
+    Returns:
+      ``{key: float32 scalar}``; e.g. log ``{k: float(v) for k, v in summarize(p, s).items()}``.
+
+    Examples:
+      >>> import optax, hqjax
+      >>> params = {'Dense_0': {'kernel': jnp.array([[0.9, -0.2], [-1.1, 0.05]]), 'bias': jnp.zeros(2)}}
+      >>> stats = summarize(params, hqjax.twn(optax.sgd(0.1)).init(params))
+      >>> float(stats['Dense_0/kernel/sparsity']), float(stats['quantizer/phase'])
+      (0.25, 1.0)
+    """
+    states = find_quantizer_states(opt_state)
+    cfg, qs = states.config, states.quantizer
+    params = unbox(params)
+    latent = dict(leaf_paths(_tree(params, states, ternary=None, latent=True)))
+    tern = dict(leaf_paths(_tree(params, states, ternary=True)))
+    raw = dict(leaf_paths(params))
+    signs = dict(leaf_paths(qs.signs))
+    out: dict[str, jax.Array] = {}
+    tot_n, tot_zero, tot_flip, tot_bits, cosines = 0, 0.0, 0.0, 0.0, []
+    for path in cfg.selected:
+        q = tern[path].astype(jnp.float32)
+        lat = latent[path].astype(jnp.float32)
+        n = q.size
+        nz = q != 0
+        p0 = 1.0 - jnp.mean(nz.astype(jnp.float32))
+        red = reduce_axes(q.ndim, cfg.axis)
+        nnz_u = jnp.sum(nz, axis=red)
+        scale_u = jnp.sum(jnp.abs(q), axis=red) / jnp.maximum(nnz_u, 1)
+        cos = jnp.mean(cosine_similarity(lat, q, cfg.axis))
+        prev = signs.get(path)
+        cur = jnp.sign(raw[path]).astype(jnp.int8)
+        flip = jnp.mean((cur != prev).astype(jnp.float32)) if prev is not None else jnp.float32(0.0)
+        bits = entropy_bits(p0)
+        out[f"{path}/sparsity"] = p0
+        out[f"{path}/scale"] = jnp.mean(scale_u)
+        out[f"{path}/cosine"] = cos
+        out[f"{path}/flip_ratio"] = flip
+        out[f"{path}/bits_dense"] = jnp.float32(2.0)
+        out[f"{path}/bits_entropy"] = bits
+        tot_n += n
+        tot_zero = tot_zero + p0 * n
+        tot_flip = tot_flip + flip * n
+        tot_bits = tot_bits + bits * n
+        cosines.append(cos)
+    phase = jnp.float32(1.0)
+    if cfg.two_phase:
+        phase = (qs.count >= cfg.quantize_step).astype(jnp.float32)
+    out["quantizer/step"] = qs.count.astype(jnp.float32)
+    out["quantizer/phase"] = phase
+    out["quantizer/temperature"] = jnp.asarray(qs.temperature, jnp.float32)
+    out["quantizer/sparsity"] = tot_zero / tot_n
+    out["quantizer/cosine"] = jnp.mean(jnp.stack(cosines))
+    out["quantizer/flip_ratio"] = tot_flip / tot_n
+    out["quantizer/bits_entropy"] = tot_bits / tot_n
+    return out

@@ -1,0 +1,214 @@
+"""forward_params: ternary per unit, exact identity elsewhere, STE gradients, state lookup."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import hqjax
+from hqjax.ops import normalized_ste, project_to_sphere, rescale_factor, ternary_parts
+
+
+def _params(seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "Dense_0": {"kernel": jnp.asarray(rng.normal(size=(12, 6)), jnp.float32), "bias": jnp.arange(6.0)},
+        "Dense_1": {"kernel": jnp.asarray(rng.normal(size=(6, 3)), jnp.float32), "bias": jnp.ones(3)},
+    }
+
+
+def _upstream(params, seed=1):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
+
+
+def _vjp(params, state, g):
+    _, vjp = jax.vjp(lambda p: hqjax.forward_params(p, state), params)
+    return vjp(g)[0]
+
+
+def _advance(tx, params, steps):
+    """Run `steps` updates with zero gradients (the phase counter advances, weights barely move)."""
+    s = tx.init(params)
+    update = jax.jit(tx.update)
+    for _ in range(steps):
+        u, s = update(jax.tree.map(jnp.zeros_like, params), s, params)
+        params = optax.apply_updates(params, u)
+    return params, s
+
+
+def _assert_ternary_per_unit(w):
+    w = np.asarray(w)
+    units = w.reshape(-1, w.shape[-1]).T
+    for u in units:
+        mags = np.unique(np.abs(u[u != 0]))
+        assert mags.size <= 1, f"unit has several magnitudes {mags}"
+
+
+@pytest.mark.parametrize("name", ["twn", "ptq", "hq", "hla_tq"])
+def test_ternary_phase_is_exactly_ternary_and_others_identity(name):
+    params = _params()
+    kw = {} if name == "twn" else dict(total_steps=6, quantize_step=2)
+    if name in ("ptq", "hq"):
+        kw["prune_end"] = 2
+    params, s = _advance(hqjax.get_method(name, optax.sgd(0.0), **kw), params, 3)
+    q = hqjax.forward_params(params, s)
+    for layer in ("Dense_0", "Dense_1"):
+        _assert_ternary_per_unit(q[layer]["kernel"])
+        assert q[layer]["bias"] is params[layer]["bias"]  # exact identity, same object
+
+
+def test_twn_forward_and_identity_gradient():
+    params = _params()
+    s = hqjax.twn(optax.sgd(0.1)).init(params)
+    q = hqjax.forward_params(params, s)
+    ref = hqjax.ternarize(params["Dense_0"]["kernel"], threshold="twn", scale="lsq", axis=-1)
+    np.testing.assert_array_equal(q["Dense_0"]["kernel"], ref)
+    g = _upstream(params)
+    grads = _vjp(params, s, g)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), grads, g)
+
+
+def test_ptq_phase_a_is_projection_with_exact_jacobian():
+    params = _params()
+    tx = hqjax.ptq(optax.sgd(0.0), total_steps=30, sparsity=0.5, prune_end=3)
+    params, s = _advance(tx, params, 4)
+    mask = hqjax.find_quantizer_states(s).prune.masks["Dense_0"]["kernel"]
+    v = params["Dense_0"]["kernel"]
+    q = hqjax.forward_params(params, s)
+    np.testing.assert_allclose(q["Dense_0"]["kernel"], project_to_sphere(v * mask), rtol=1e-6)
+    g = _upstream(params)
+    _, vjp = jax.vjp(lambda x: project_to_sphere(x * mask), v)
+    np.testing.assert_allclose(
+        _vjp(params, s, g)["Dense_0"]["kernel"], vjp(g["Dense_0"]["kernel"])[0], rtol=1e-5
+    )
+
+
+def test_hq_phase_b_uses_the_normalized_ste():
+    params = _params()
+    tx = hqjax.hq(optax.sgd(0.0), total_steps=6, quantize_step=2, prune_end=2, sparsity=0.5)
+    params, s = _advance(tx, params, 2)
+    mask = hqjax.find_quantizer_states(s).prune.masks["Dense_0"]["kernel"]
+    v = params["Dense_0"]["kernel"]
+    q = hqjax.forward_params(params, s)
+    np.testing.assert_array_equal(q["Dense_0"]["kernel"], normalized_ste(v, mask))
+    np.testing.assert_array_equal((np.asarray(q["Dense_0"]["kernel"]) == 0).sum(0), 6)
+    g = _upstream(params)
+    _, vjp = jax.vjp(lambda x: project_to_sphere(x * mask), v)
+    np.testing.assert_allclose(
+        _vjp(params, s, g)["Dense_0"]["kernel"], vjp(g["Dense_0"]["kernel"])[0], rtol=1e-5
+    )
+
+
+def test_hla_tq_phase_q_uses_the_rescaled_ste():
+    params = _params()
+    tx = hqjax.hla_tq(optax.sgd(0.0), total_steps=8, quantize_step=2)
+    params, s = _advance(tx, params, 3)
+    qs = hqjax.find_quantizer_states(s).quantizer
+    v = params["Dense_0"]["kernel"]
+    w, pvjp = jax.vjp(project_to_sphere, v)
+    parts = ternary_parts(w, threshold="twn", scale="lsq")
+    q = hqjax.forward_params(params, s)
+    np.testing.assert_allclose(q["Dense_0"]["kernel"], parts.scale * parts.codes, rtol=1e-6)
+    g = _upstream(params)
+    tau = qs.temperature / parts.threshold
+    r = rescale_factor(w, parts.threshold, tau)
+    expect = pvjp(r * g["Dense_0"]["kernel"])[0]
+    np.testing.assert_allclose(_vjp(params, s, g)["Dense_0"]["kernel"], expect, rtol=1e-5, atol=1e-7)
+
+
+def test_phase_a_of_hla_tq_is_the_sphere():
+    params = _params()
+    s = hqjax.hla_tq(optax.sgd(0.0), total_steps=9).init(params)
+    q = hqjax.forward_params(params, s)
+    np.testing.assert_allclose(
+        q["Dense_1"]["kernel"], project_to_sphere(params["Dense_1"]["kernel"]), rtol=1e-6
+    )
+
+
+def test_ttq_forward_uses_learned_scales():
+    params = _params()
+    s = hqjax.ttq(optax.sgd(0.1)).init(params)
+    wp, wn = hqjax.find_quantizer_states(s).ttq.scales["Dense_0"]["kernel"]
+    q = np.asarray(hqjax.forward_params(params, s)["Dense_0"]["kernel"])
+    for j in range(6):
+        col = q[:, j]
+        assert set(np.unique(col)) <= {0.0, float(wp[0, j]), -float(wn[0, j])}
+    g = _upstream(params)
+    np.testing.assert_array_equal(_vjp(params, s, g)["Dense_0"]["kernel"], g["Dense_0"]["kernel"])
+
+
+def test_scaled_leaves_keep_a_least_squares_scale():
+    params = _params()
+    tx = hqjax.hq(optax.sgd(0.0), total_steps=6, quantize_step=2, prune_end=2, scaled="Dense_1")
+    params, s = _advance(tx, params, 3)
+    q = hqjax.forward_params(params, s)["Dense_1"]["kernel"]
+    v = params["Dense_1"]["kernel"]
+    mask = np.asarray(v) != 0
+    np.testing.assert_allclose(np.abs(q).max(0), np.abs(np.asarray(v)).sum(0) / mask.sum(0), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda tx: tx,
+        lambda tx: optax.MultiSteps(tx, every_k_schedule=2),
+        lambda tx: optax.apply_if_finite(tx, max_consecutive_errors=2),
+        lambda tx: optax.chain(optax.clip_by_global_norm(1.0), tx),
+        lambda tx: optax.MultiSteps(optax.apply_if_finite(tx, 3), every_k_schedule=2),
+    ],
+    ids=["plain", "multisteps", "apply_if_finite", "chain", "nested"],
+)
+def test_state_is_found_inside_wrappers_and_jit(wrap):
+    params = _params()
+    tx = wrap(hqjax.twn(optax.adam(1e-3)))
+    s = tx.init(params)
+    ref = hqjax.forward_params(params, hqjax.twn(optax.adam(1e-3)).init(params))
+    q = jax.jit(hqjax.forward_params)(params, s)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), q, ref)
+
+
+def test_state_is_found_inside_inject_hyperparams():
+    params = _params()
+    tx = optax.inject_hyperparams(hqjax.hq, static_args=hqjax.static_args("hq"))(
+        inner=optax.sgd(0.1), total_steps=9, sparsity=0.5
+    )
+    s = tx.init(params)
+    assert hqjax.find_quantizer_states(s).config.method == "hq"
+    hqjax.forward_params(params, s)
+
+
+def test_lookup_errors():
+    params = _params()
+    with pytest.raises(ValueError, match="no hqjax QuantizerState"):
+        hqjax.forward_params(params, optax.sgd(0.1).init(params))
+    s = hqjax.twn(optax.sgd(0.1)).init(params)
+    with pytest.raises(ValueError, match="Found 2 hqjax QuantizerState"):
+        hqjax.forward_params(params, (s, s))
+    with pytest.raises(ValueError, match="not in `params`"):
+        hqjax.forward_params({"Dense_0": params["Dense_0"]}, s)
+
+
+def test_hq_exact_cosine_threshold_inside_the_mask():
+    params = _params()
+    tx = hqjax.hq(optax.sgd(0.0), total_steps=6, quantize_step=2, prune_end=2, threshold="exact_cosine")
+    params, s = _advance(tx, params, 3)
+    mask = np.asarray(hqjax.find_quantizer_states(s).prune.masks["Dense_0"]["kernel"])
+    q = np.asarray(hqjax.forward_params(params, s)["Dense_0"]["kernel"])
+    _assert_ternary_per_unit(q)
+    assert np.all(q[~mask] == 0)  # zeros include the pruned weights, possibly more
+    np.testing.assert_allclose(np.linalg.norm(q, axis=0), 1.0, rtol=1e-6)
+
+
+def test_ternary_forward_composes_with_prune():
+    params = _params()
+    tx = optax.chain(hqjax.transforms.quantizer("ternary"), optax.sgd(0.0), hqjax.transforms.prune(0.5))
+    params, s = _advance(tx, params, 1)
+    q = np.asarray(hqjax.forward_params(params, s)["Dense_0"]["kernel"])
+    _assert_ternary_per_unit(q)
+    assert np.all((q == 0).sum(0) >= 6)
+    g = _upstream(params)
+    mask = np.asarray(hqjax.find_quantizer_states(s).prune.masks["Dense_0"]["kernel"])
+    grads = _vjp(params, s, g)["Dense_0"]["kernel"]
+    np.testing.assert_array_equal(grads, np.where(mask, g["Dense_0"]["kernel"], 0.0))  # masked STE
