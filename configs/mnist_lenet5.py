@@ -1,0 +1,25 @@
+"""LeNet-5 (ALQ's 20-50-500 network) on MNIST from a directory of IDX files.
+
+    python train.py --config configs/mnist_lenet5.py:hq --config.data_dir=PATH/TO/mnist
+Use ``--config.dataset=mnist`` to read tfds' prepared MNIST instead of IDX files.
+"""
+
+from __future__ import annotations
+
+from configs.common import base_config, with_method
+
+
+def get_config(method: str = "hq"):
+    """LeNet-5, MNIST, SGD-nesterov with cosine lr, 20 epochs, batch 128."""
+    c = base_config()
+    c.dataset = "mnist_idx"
+    c.model = "lenet5"
+    c.first_layer = "conv1"
+    c.learning_rate = 0.05
+    c.weight_decay = 5e-4
+    c.num_epochs = 20
+    c.batch_size = 128
+    c.eval_batch_size = 1000
+    c.checkpoint_every_epochs = 5
+    c.layer_stats_every_epochs = 1
+    return with_method(c, method or "hq", sparsity=0.7)

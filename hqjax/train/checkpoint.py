@@ -1,0 +1,139 @@
+"""Orbax checkpoints of a training run: train state, data-iterator state and config.
+
+One `orbax.checkpoint.CheckpointManager` per run directory (``workdir/checkpoints``): asynchronous,
+atomic saves (a step directory only appears once complete, so a torn checkpoint is never read back),
+keep-N, and a save when the process is asked to stop (preemption). A checkpoint records the config it
+was written with; restoring it under a config with a different model, method, dataset or number of
+classes is refused with an error that names the differing fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+# Config fields that define what a checkpoint contains; a resume must agree on all of them.
+IDENTITY_FIELDS: tuple[str, ...] = ("model", "method", "dataset", "num_classes", "model_kwargs")
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint in the run directory was written for a different model or method."""
+
+
+class Checkpointer:
+    """Save and restore ``(state, data_state, config)`` in ``workdir/checkpoints``.
+
+    Args:
+      workdir: run directory.
+      max_to_keep: number of most recent checkpoints kept.
+      async_save: write in a background thread (the training loop goes on meanwhile).
+    """
+
+    def __init__(self, workdir: str, *, max_to_keep: int = 3, async_save: bool = True) -> None:
+        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "data", "config")
+        )
+
+    def latest_step(self) -> int | None:
+        """The step of the newest complete checkpoint, or None."""
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, data_state: Any, config: Mapping[str, Any]) -> None:
+        """Save asynchronously (every process must call this; orbax coordinates the writes)."""
+        self._manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=ocp.args.JsonSave({"iterator": data_state}),
+                config=ocp.args.JsonSave(json.loads(json.dumps(dict(config), default=str))),
+            ),
+            force=True,
+        )
+
+    def reached_preemption(self, step: int) -> bool:
+        """True when the cluster asked this job to stop (multi-host preemption notice)."""
+        return self._manager.reached_preemption(int(step))
+
+    def wait(self) -> None:
+        """Block until pending asynchronous saves are on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Finish pending saves and release the manager."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def restore(
+        self, abstract_state: Any, config: Mapping[str, Any], step: int | None = None
+    ) -> tuple[int, Any, Any] | None:
+        """Restore the newest (or given) checkpoint, or return None when there is none.
+
+        Args:
+          abstract_state: the state's structure with shapes, dtypes and shardings (e.g. from
+            ``jax.eval_shape`` or the freshly initialised state).
+          config: the current run config; its identity fields must match the checkpoint's.
+          step: a specific step (default: the latest).
+
+        Returns:
+          ``(step, state, data_state)``, or None.
+
+        Raises:
+          CheckpointMismatchError: the checkpoint is for another model/method/dataset.
+          ValueError: the checkpoint cannot be read (corrupt or incomplete files).
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        path = os.path.join(self.directory, str(step))
+        try:
+            saved = self._manager.restore(
+                step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+            )["config"]
+        except Exception as e:  # noqa: BLE001 - report any read failure the same way
+            raise ValueError(
+                f"The checkpoint at {path} cannot be read ({type(e).__name__}: {e}). Move that step "
+                "directory away to resume from an earlier checkpoint, or use a new --workdir."
+            ) from e
+        check_compatible(saved, config, path)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        try:
+            out = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(
+                f"The checkpoint at {path} does not match this run's state "
+                f"({type(e).__name__}: {e}). It may be corrupt, or written by another version of "
+                "the model; move it away or use a new --workdir."
+            ) from e
+        return step, out["state"], out["data"]["iterator"]
+
+
+def check_compatible(
+    saved: Mapping[str, Any], config: Mapping[str, Any], path: str, fields: Sequence[str] = IDENTITY_FIELDS
+) -> None:
+    """Raise `CheckpointMismatchError` when `saved` and `config` differ on an identity field."""
+    current = json.loads(json.dumps(dict(config), default=str))
+    diffs = [
+        f"{k}: checkpoint has {saved.get(k)!r}, this run has {current.get(k)!r}"
+        for k in fields
+        if saved.get(k) != current.get(k)
+    ]
+    if diffs:
+        raise CheckpointMismatchError(
+            f"The checkpoint at {path} was written by a different run configuration ("
+            + "; ".join(diffs)
+            + "). Use a new --workdir for this configuration, or restore the original settings."
+        )

@@ -1,0 +1,73 @@
+"""Validation of a run config: every value is checked before anything starts.
+
+Unknown fields are rejected by ml_collections itself (configs are locked and ``--config.x=...`` for an
+unknown ``x`` fails); this module checks the values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+METHODS = ("fp", "twn", "ttq", "ptq", "hq", "hla_tq")
+OPTIMIZERS = ("sgd", "adamw", "adam")
+LR_SCHEDULES = ("cosine", "constant")
+PARALLEL_MODES = ("jit", "pmap")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _choice(config: Any, field: str, choices: tuple[str, ...]) -> None:
+    value = config[field]
+    if value not in choices:
+        raise ValueError(
+            f"config.{field}={value!r} is not valid; choose one of {', '.join(map(repr, choices))} "
+            f"(e.g. --config.{field}={choices[0]})."
+        )
+
+
+def _positive(config: Any, field: str, *, integer: bool = False, allow_zero: bool = False) -> None:
+    value = config[field]
+    kind = int if integer else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"config.{field}={value!r} must be {what} {bound}.")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raise `ValueError` naming the first invalid field of `config` and how to fix it."""
+    from hqjax import data, models
+
+    _choice(config, "method", METHODS)
+    _choice(config, "optimizer", OPTIMIZERS)
+    _choice(config, "lr_schedule", LR_SCHEDULES)
+    _choice(config, "parallel", PARALLEL_MODES)
+    _choice(config, "compute_dtype", COMPUTE_DTYPES)
+    if config.model not in models.names():
+        raise ValueError(
+            f"config.model={config.model!r} is not a known model; choose one of {', '.join(models.names())}."
+        )
+    data.info(config.dataset)  # raises with the list of datasets
+    for f in ("learning_rate", "batch_size", "eval_batch_size", "num_epochs", "num_classes"):
+        _positive(config, f, integer=f != "learning_rate")
+    for f in ("weight_decay", "warmup_epochs", "momentum"):
+        _positive(config, f, allow_zero=True)
+    for f in ("checkpoint_every_epochs", "keep_checkpoints", "log_every_steps", "num_devices",
+              "layer_stats_every_epochs", "max_steps", "bn_recalibration_batches"):
+        _positive(config, f, integer=True, allow_zero=True)
+    if config.momentum >= 1:
+        raise ValueError(f"config.momentum={config.momentum} must be < 1.")
+    from hqjax.train.optim import make_optimizer
+
+    try:  # builds the recipe (no arrays): checks method_kwargs names and ranges
+        make_optimizer(config, steps_per_epoch=10)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config.method_kwargs are not valid for method {config.method!r}: {e}") from e
+    if config.warmup_epochs >= config.num_epochs:
+        raise ValueError(
+            f"config.warmup_epochs={config.warmup_epochs} must be smaller than "
+            f"config.num_epochs={config.num_epochs}."
+        )

@@ -1,0 +1,70 @@
+"""Orbax checkpoints of a run: round trip, keep-N, config identity checks, unreadable checkpoints."""
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hqjax.train.checkpoint import Checkpointer, CheckpointMismatchError
+from hqjax.train.steps import TrainState
+from tests.helpers import assert_trees_all_close
+
+CONFIG = {"model": "resnet20", "method": "hq", "dataset": "digits", "num_classes": 10, "model_kwargs": {},
+          "learning_rate": 0.1}
+
+
+def _state(seed=0):
+    rng = np.random.default_rng(seed)
+    return TrainState(
+        step=jnp.asarray(7, jnp.int32),
+        params={"conv": {"kernel": jnp.asarray(rng.normal(size=(3, 3, 2, 4)), jnp.float32)}},
+        batch_stats={"bn": {"mean": jnp.asarray(rng.normal(size=(4,)), jnp.float32)}},
+        opt_state=({"mu": jnp.asarray(rng.normal(size=(3, 3, 2, 4)), jnp.float32)}, jnp.asarray(3)),
+        rng=jax.random.PRNGKey(seed),
+    )
+
+
+def test_round_trip_restores_state_iterator_and_step(tmp_path):
+    ck = Checkpointer(str(tmp_path), max_to_keep=2)
+    assert ck.restore(_state(), CONFIG) is None
+    state = _state(1)
+    ck.save(7, state, {"position": 123}, CONFIG)
+    ck.wait()
+    step, restored, data_state = ck.restore(_state(0), CONFIG)
+    ck.close()
+    assert step == 7 and data_state == {"position": 123}
+    assert_trees_all_close(restored, state, rtol=0)
+
+
+def test_keeps_only_the_newest(tmp_path):
+    ck = Checkpointer(str(tmp_path), max_to_keep=2, async_save=False)
+    for s in (1, 2, 3):
+        ck.save(s, _state(s), {}, CONFIG)
+    ck.close()
+    assert sorted(int(d) for d in os.listdir(ck.directory) if d.isdigit()) == [2, 3]
+
+
+@pytest.mark.parametrize("field,value", [("model", "resnet56"), ("method", "ptq"), ("dataset", "mnist")])
+def test_checkpoint_of_another_model_or_method_is_refused(tmp_path, field, value):
+    ck = Checkpointer(str(tmp_path), async_save=False)
+    ck.save(1, _state(), {}, CONFIG)
+    other = dict(CONFIG, **{field: value})
+    with pytest.raises(CheckpointMismatchError, match=f"{field}: checkpoint has"):
+        ck.restore(_state(), other)
+    # a non-identity field (learning rate) may change on resume
+    assert ck.restore(_state(), dict(CONFIG, learning_rate=0.01)) is not None
+    ck.close()
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(tmp_path):
+    ck = Checkpointer(str(tmp_path), async_save=False)
+    ck.save(1, _state(), {}, CONFIG)
+    step_dir = os.path.join(ck.directory, "1")
+    shutil.rmtree(os.path.join(step_dir, "state"))
+    with pytest.raises(ValueError, match="cannot be read|does not match"):
+        ck.restore(_state(), CONFIG)
+    assert os.path.isdir(step_dir)
+    ck.close()

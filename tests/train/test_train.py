@@ -1,0 +1,118 @@
+"""The training program end to end on the embedded digits data (tiny model, few steps)."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import orbax.checkpoint as ocp
+import pytest
+
+from configs.default import get_config
+from hqjax.train.checkpoint import Checkpointer, CheckpointMismatchError
+from hqjax.train.logs import read_metrics
+from hqjax.train.loop import train_and_evaluate
+from tests.helpers import assert_trees_all_close
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny(method="hq", **overrides):
+    c = get_config(method)
+    c.model_kwargs = {"width": 4}
+    c.num_epochs = 4
+    c.batch_size = 64
+    c.eval_batch_size = 128
+    c.progress_bar = False
+    c.tensorboard = False
+    c.async_checkpoints = False
+    c.checkpoint_every_epochs = 2
+    c.layer_stats_every_epochs = 2
+    c.log_every_steps = 5
+    for k, v in overrides.items():
+        c[k] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def hq_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("hq"))
+    summary = train_and_evaluate(tiny(), workdir)
+    return workdir, summary
+
+
+def test_run_logs_evaluates_each_epoch_and_summarises(hq_run):
+    workdir, summary = hq_run
+    rows = read_metrics(workdir)
+    evals = [r for r in rows if r["split"] == "eval"]
+    assert [r["epoch"] for r in evals] == [1, 2, 3, 4]
+    assert all(0.0 <= r["ternary_accuracy"] <= 1.0 for r in evals)
+    train = [r for r in rows if r["split"] == "train"]
+    assert train[-1]["loss"] < train[0]["loss"]
+    layers = [r for r in rows if r["split"] == "layers"]
+    assert layers and any(k.endswith("/cosine") for k in layers[-1])
+    assert summary["step"] == 4 * (1437 // 64)
+    assert summary["ternary_accuracy"] > 0.5  # 4 tiny epochs: far above chance (0.1)
+    assert abs(summary["sparsity"] - 0.5) < 0.01
+    assert summary["coded_bytes"] < summary["dense2_bytes"] < summary["fp32_bytes"]
+
+
+def test_rerun_resumes_from_the_final_checkpoint_and_does_nothing(hq_run):
+    workdir, summary = hq_run
+    again = train_and_evaluate(tiny(), workdir)
+    assert again["step"] == summary["step"]
+
+
+def test_checkpoint_of_another_method_is_refused(hq_run):
+    workdir, _ = hq_run
+    with pytest.raises(CheckpointMismatchError, match="method: checkpoint has 'hq', this run has 'ptq'"):
+        train_and_evaluate(tiny("ptq"), workdir)
+
+
+def _saved_state(workdir):
+    ck = Checkpointer(str(workdir), async_save=False)
+    step = ck.latest_step()
+    out = ck._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    ck.close()
+    return step, out
+
+
+def test_interrupted_run_resumes_bit_identically(hq_run, tmp_path):
+    straight, summary = hq_run
+    half = train_and_evaluate(tiny(max_steps=30), str(tmp_path))
+    assert half["step"] == 30 and half["stopped_early"]
+    resumed = train_and_evaluate(tiny(), str(tmp_path))
+    assert resumed["step"] == summary["step"]
+    (step_a, a), (step_b, b) = _saved_state(straight), _saved_state(tmp_path)
+    assert step_a == step_b == summary["step"]
+    assert_trees_all_close(a, b, rtol=0, atol=0)
+
+
+def test_pmap_trains_the_same_model_as_jit(tmp_path):
+    # Same global-batch BatchNorm and the same averaged gradients: the same model, up to float rounding.
+    for mode in ("jit", "pmap"):
+        train_and_evaluate(tiny(num_epochs=2, max_steps=5, parallel=mode), str(tmp_path / mode))
+    (step_j, j), (step_p, p) = _saved_state(tmp_path / "jit"), _saved_state(tmp_path / "pmap")
+    assert step_j == step_p == 5
+    assert_trees_all_close(j["params"], p["params"], rtol=1e-4, atol=1e-5)
+    assert_trees_all_close(j["batch_stats"], p["batch_stats"], rtol=1e-4, atol=1e-5)
+
+
+def _cli(*args, timeout=300):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_cli_rejects_unknown_fields_and_bad_values(tmp_path):
+    out = _cli("--config.no_such_field=1", f"--workdir={tmp_path}")
+    assert out.returncode != 0 and "no_such_field" in out.stderr
+    out = _cli("--config.method=ternary_magic", f"--workdir={tmp_path}")
+    assert out.returncode != 0 and "config.method='ternary_magic' is not valid" in out.stderr
+    out = _cli("--config.method_kwargs.sparsity=1.5", f"--workdir={tmp_path}")
+    assert out.returncode != 0 and "sparsity" in out.stderr
+    assert not os.path.exists(tmp_path / "checkpoints")  # nothing started
+
+
+def test_devices_seen_by_the_tests():
+    assert jax.device_count() == 8
