@@ -28,11 +28,10 @@ def num_pruned(n: int, sparsity: Any) -> jax.Array:
 
 def _keep_top(scores: jax.Array, k: jax.Array) -> jax.Array:
     """Row-wise mask of a 2-D score matrix: False on the `k` smallest entries of each row."""
-    rows, n = scores.shape
+    # rank of each entry in ascending order; a second argsort instead of a scatter keeps the op free of
+    # indexing that explicit mesh shardings cannot propagate through.
     order = jnp.argsort(scores, axis=1, stable=True)
-    ranks = jnp.zeros((rows, n), jnp.int32).at[jnp.arange(rows)[:, None], order].set(
-        jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (rows, n))
-    )
+    ranks = jnp.argsort(order, axis=1, stable=True)
     return ranks >= k
 
 

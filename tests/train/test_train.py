@@ -19,9 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def tiny(method="hq", **overrides):
     c = get_config(method)
-    c.model_kwargs = {"width": 4}
-    c.num_epochs = 4
-    c.batch_size = 64
+    c.model_kwargs = {"width": 8}
+    c.num_epochs = 3
+    c.batch_size = 128
     c.eval_batch_size = 128
     c.progress_bar = False
     c.tensorboard = False
@@ -45,14 +45,15 @@ def test_run_logs_evaluates_each_epoch_and_summarises(hq_run):
     workdir, summary = hq_run
     rows = read_metrics(workdir)
     evals = [r for r in rows if r["split"] == "eval"]
-    assert [r["epoch"] for r in evals] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in evals] == [1, 2, 3]
     assert all(0.0 <= r["ternary_accuracy"] <= 1.0 for r in evals)
     train = [r for r in rows if r["split"] == "train"]
     assert train[-1]["loss"] < train[0]["loss"]
     layers = [r for r in rows if r["split"] == "layers"]
     assert layers and any(k.endswith("/cosine") for k in layers[-1])
-    assert summary["step"] == 4 * (1437 // 64)
-    assert summary["ternary_accuracy"] > 0.5  # 4 tiny epochs: far above chance (0.1)
+    assert summary["step"] == 3 * (1437 // 128)
+    assert summary["ternary_accuracy"] > 0.4  # 3 tiny epochs: far above chance (0.1)
+    assert 0.0 <= summary["latent_accuracy"] <= 1.0
     assert abs(summary["sparsity"] - 0.5) < 0.01
     assert summary["coded_bytes"] < summary["dense2_bytes"] < summary["fp32_bytes"]
 
@@ -79,8 +80,8 @@ def _saved_state(workdir):
 
 def test_interrupted_run_resumes_bit_identically(hq_run, tmp_path):
     straight, summary = hq_run
-    half = train_and_evaluate(tiny(max_steps=30), str(tmp_path))
-    assert half["step"] == 30 and half["stopped_early"]
+    half = train_and_evaluate(tiny(max_steps=15), str(tmp_path))
+    assert half["step"] == 15 and half["stopped_early"]
     resumed = train_and_evaluate(tiny(), str(tmp_path))
     assert resumed["step"] == summary["step"]
     (step_a, a), (step_b, b) = _saved_state(straight), _saved_state(tmp_path)
@@ -88,10 +89,11 @@ def test_interrupted_run_resumes_bit_identically(hq_run, tmp_path):
     assert_trees_all_close(a, b, rtol=0, atol=0)
 
 
-def test_pmap_trains_the_same_model_as_jit(tmp_path):
-    # Same global-batch BatchNorm and the same averaged gradients: the same model, up to float rounding.
+@pytest.mark.slow
+def test_pmap_mode_trains_the_same_model_as_jit(tmp_path):
+    # The loop's pmap path (step-level equality is in test_steps.py, which runs by default).
     for mode in ("jit", "pmap"):
-        train_and_evaluate(tiny(num_epochs=2, max_steps=5, parallel=mode), str(tmp_path / mode))
+        train_and_evaluate(tiny("twn", num_epochs=2, max_steps=5, parallel=mode), str(tmp_path / mode))
     (step_j, j), (step_p, p) = _saved_state(tmp_path / "jit"), _saved_state(tmp_path / "pmap")
     assert step_j == step_p == 5
     assert_trees_all_close(j["params"], p["params"], rtol=1e-4, atol=1e-5)
