@@ -10,11 +10,11 @@ from __future__ import annotations
 from configs.common import base_config, with_method
 
 
-def get_config(method: str = "hq"):
-    """SGD-nesterov lr 0.1 cosine, wd 5e-4, batch 128, pad-crop-flip augmentation."""
+def cifar10_config(model: str, method: str):
+    """CIFAR-10 with `model`: SGD-nesterov lr 0.1 cosine, wd 5e-4, batch 128, pad-crop-flip augmentation."""
     c = base_config()
     c.dataset = "cifar10"
-    c.model = "resnet20"
+    c.model = model
     c.augment = True
     c.learning_rate = 0.1
     c.weight_decay = 5e-4
@@ -24,3 +24,8 @@ def get_config(method: str = "hq"):
     c.eval_batch_size = 1000
     c.checkpoint_every_epochs = 5
     return with_method(c, method or "hq", sparsity=0.5)
+
+
+def get_config(method: str = "hq"):
+    """ResNet-20 on CIFAR-10 (see `cifar10_config`)."""
+    return cifar10_config("resnet20", method)

@@ -2,25 +2,14 @@
 
 Needs tfds' cifar10 in array_record format: `tfds build cifar10 --file_format=array_record`.
 
-    python train.py --config configs/cifar10_resnet56.py:hq --workdir runs/c10_r
+    python train.py --config configs/cifar10_resnet56.py:hq --workdir runs/cifar10_resnet56_hq
 """
 
 from __future__ import annotations
 
-from configs.common import base_config, with_method
+from configs.cifar10_resnet20 import cifar10_config
 
 
 def get_config(method: str = "hq"):
-    """SGD-nesterov lr 0.1 cosine, wd 5e-4, batch 128, pad-crop-flip augmentation."""
-    c = base_config()
-    c.dataset = "cifar10"
-    c.model = "resnet56"
-    c.augment = True
-    c.learning_rate = 0.1
-    c.weight_decay = 5e-4
-    c.warmup_epochs = 1
-    c.num_epochs = 200
-    c.batch_size = 128
-    c.eval_batch_size = 1000
-    c.checkpoint_every_epochs = 5
-    return with_method(c, method or "hq", sparsity=0.5)
+    """ResNet-56 on CIFAR-10, with the ResNet-20 config's training recipe."""
+    return cifar10_config("resnet56", method)

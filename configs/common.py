@@ -49,6 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_devices = 0  # 0: all devices
     # checkpoints and logging
     c.checkpoint_every_epochs = 10
+    c.checkpoint_every_steps = 0  # > 0: also save every this many steps
     c.keep_checkpoints = 2
     c.async_checkpoints = True
     c.log_every_steps = 20
@@ -59,12 +60,13 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def method_kwargs(method: str, *, sparsity: float = 0.5) -> ml_collections.ConfigDict:
+def method_kwargs(method: str, *, sparsity: float = 0.5, scaled: str = "head") -> ml_collections.ConfigDict:
     """Hyper-parameters of `method` (spec section 8 defaults; [recon] where the papers are silent).
 
     The phase boundary of the two-phase methods defaults to a third of training (item 11) and AGP
-    pruning ends at two thirds of phase A (item 4); the classifier keeps one FP scale per output
-    instead of the unit sphere, as it has no BatchNorm after it (item 3).
+    pruning ends at two thirds of phase A (item 4); the layers matched by `scaled` (default: the
+    classifier) keep one FP scale per output instead of the unit sphere, as no BatchNorm follows them
+    (item 3).
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
@@ -74,9 +76,9 @@ def method_kwargs(method: str, *, sparsity: float = 0.5) -> ml_collections.Confi
     elif method == "ttq":
         kw = {"factor": 0.05, "scale_learning_rate": 1e-3}
     elif method in ("ptq", "hq"):
-        kw = {"sparsity": sparsity, "scaled": "head"}
+        kw = {"sparsity": sparsity, "scaled": scaled}
     elif method == "hla_tq":
-        kw = {"reg_strength": 0.1, "temperature_start": 2.0, "temperature_end": 50.0, "scaled": "head"}
+        kw = {"reg_strength": 0.1, "temperature_start": 2.0, "temperature_end": 50.0, "scaled": scaled}
     return ml_collections.ConfigDict(kw)
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 from configs.common import base_config, with_method
 
 
-def get_config(method: str = "ptq"):
-    """SGD-nesterov, lr 0.1 x batch/256 cosine with 5 warm-up epochs, wd 1e-4, batch 256, RRC + flip."""
+def imagenet_config(model: str, method: str, sparsity: float):
+    """ImageNet with `model`: SGD-nesterov, lr 0.1 cosine with 5 warm-up epochs, wd 1e-4, batch 256,
+    random-resized crop + flip, bf16 compute; PTQ/HQ prune to `sparsity`."""
     c = base_config()
     c.dataset = "imagenet2012"
-    c.model = "resnet18"
+    c.model = model
     c.num_classes = 1000
     c.augment = True
     c.batch_size = 256
@@ -28,5 +29,9 @@ def get_config(method: str = "ptq"):
     c.checkpoint_every_epochs = 1
     c.log_every_steps = 100
     c.layer_stats_every_epochs = 1
-    # 88-90 % zeros is what the PTQ paper's 939 KB ResNet-18 implies (spec B7)
-    return with_method(c, method or "ptq", sparsity=0.9)
+    return with_method(c, method or "ptq", sparsity=sparsity)
+
+
+def get_config(method: str = "ptq"):
+    """ResNet-18: 90 % zeros, what the PTQ paper's 939 KB (49x) ResNet-18 implies (spec B7)."""
+    return imagenet_config("resnet18", method, sparsity=0.9)

@@ -22,4 +22,5 @@ def get_config(method: str = "hq"):
     c.eval_batch_size = 1000
     c.checkpoint_every_epochs = 5
     c.layer_stats_every_epochs = 1
-    return with_method(c, method or "hq", sparsity=0.7)
+    # LeNet-5 has no BatchNorm: every layer keeps a per-unit FP scale (spec section 8 item 3)
+    return with_method(c, method or "hq", sparsity=0.7, scaled="conv1|conv2|fc1|head")

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 # Config fields that define what a checkpoint contains; a resume must agree on all of them.
 IDENTITY_FIELDS: tuple[str, ...] = ("model", "method", "dataset", "num_classes", "model_kwargs")
@@ -75,49 +76,60 @@ class Checkpointer:
     def restore(
         self, abstract_state: Any, config: Mapping[str, Any], step: int | None = None
     ) -> tuple[int, Any, Any] | None:
-        """Restore the newest (or given) checkpoint, or return None when there is none.
+        """Restore the newest readable checkpoint (or the given step), or return None when there is none.
+
+        A checkpoint that cannot be read (corrupt or truncated files) is reported with a warning and
+        the next older one is tried; nothing is deleted.
 
         Args:
           abstract_state: the state's structure with shapes, dtypes and shardings (e.g. from
             ``jax.eval_shape`` or the freshly initialised state).
           config: the current run config; its identity fields must match the checkpoint's.
-          step: a specific step (default: the latest).
+          step: a specific step (default: the newest readable one).
 
         Returns:
           ``(step, state, data_state)``, or None.
 
         Raises:
           CheckpointMismatchError: the checkpoint is for another model/method/dataset.
-          ValueError: the checkpoint cannot be read (corrupt or incomplete files).
+          ValueError: no checkpoint can be read (or the requested `step` cannot).
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
+        steps = sorted(self._manager.all_steps(), reverse=True) if step is None else [step]
+        if not steps:
             return None
+        failures = []
+        for s in steps:
+            try:
+                return self._restore_step(s, abstract_state, config)
+            except CheckpointMismatchError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any read failure: report, then try an older one
+                path = os.path.join(self.directory, str(s))
+                failures.append(f"{path}: {type(e).__name__}: {e}")
+                if s != steps[-1]:
+                    logging.warning(
+                        "The checkpoint at %s cannot be read (%s: %s); falling back to the previous one.",
+                        path, type(e).__name__, e,
+                    )
+        raise ValueError(
+            "No checkpoint in "
+            + self.directory
+            + " can be read: "
+            + "; ".join(failures)
+            + ". Move the broken step directories away, or use a new --workdir."
+        )
+
+    def _restore_step(
+        self, step: int, abstract_state: Any, config: Mapping[str, Any]
+    ) -> tuple[int, Any, Any]:
         path = os.path.join(self.directory, str(step))
-        try:
-            saved = self._manager.restore(
-                step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
-            )["config"]
-        except Exception as e:  # noqa: BLE001 - report any read failure the same way
-            raise ValueError(
-                f"The checkpoint at {path} cannot be read ({type(e).__name__}: {e}). Move that step "
-                "directory away to resume from an earlier checkpoint, or use a new --workdir."
-            ) from e
+        saved = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
         check_compatible(saved, config, path)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        try:
-            out = self._manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
-                ),
-            )
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(
-                f"The checkpoint at {path} does not match this run's state "
-                f"({type(e).__name__}: {e}). It may be corrupt, or written by another version of "
-                "the model; move it away or use a new --workdir."
-            ) from e
+        out = self._manager.restore(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()),
+        )
         return step, out["state"], out["data"]["iterator"]
 
 

@@ -213,8 +213,12 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         bar = tqdm(total=total_steps, initial=start_step, desc=f"{config.method} {config.model}",
                    dynamic_ncols=True)
 
+    saved_steps: set[int] = set()
+
     def save(step: int) -> None:
-        checkpointer.save(step, host_state(), train_iter.get_state(), config.to_dict())
+        if step not in saved_steps:  # at most one save per step
+            checkpointer.save(step, host_state(), train_iter.get_state(), config.to_dict())
+            saved_steps.add(step)
 
     history: list[dict[str, Any]] = []
     t_start = time.time()
@@ -264,6 +268,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
                 ck_every = config.checkpoint_every_epochs
                 if ck_every and (epoch % ck_every == 0 or done == total_steps):
                     save(done)
+            if config.checkpoint_every_steps and done % config.checkpoint_every_steps == 0:
+                save(done)
             if stop.requested or checkpointer.reached_preemption(done) or done == stop_at < total_steps:
                 save(done)
                 stopped_early = done < total_steps

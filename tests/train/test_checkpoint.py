@@ -59,12 +59,32 @@ def test_checkpoint_of_another_model_or_method_is_refused(tmp_path, field, value
     ck.close()
 
 
-def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(tmp_path):
+@pytest.mark.parametrize("damage", ["remove_state", "truncate_files"])
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage, caplog):
+    ck = Checkpointer(str(tmp_path), async_save=False)
+    ck.save(1, _state(1), {"position": 1}, CONFIG)
+    ck.save(2, _state(2), {"position": 2}, CONFIG)
+    step_dir = os.path.join(ck.directory, "2")
+    if damage == "remove_state":
+        shutil.rmtree(os.path.join(step_dir, "state"))
+    else:
+        for root, _, files in os.walk(os.path.join(step_dir, "state")):
+            for f in files:
+                with open(os.path.join(root, f), "r+b") as fh:
+                    fh.truncate(max(os.path.getsize(os.path.join(root, f)) // 2, 0))
+    with caplog.at_level("WARNING"):
+        step, restored, data_state = ck.restore(_state(0), CONFIG)
+    assert step == 1 and data_state == {"position": 1}
+    assert_trees_all_close(restored, _state(1), rtol=0)
+    assert "falling back to the previous one" in caplog.text
+    assert os.path.isdir(step_dir)  # nothing deleted
+    ck.close()
+
+
+def test_no_readable_checkpoint_is_a_clear_error(tmp_path):
     ck = Checkpointer(str(tmp_path), async_save=False)
     ck.save(1, _state(), {}, CONFIG)
-    step_dir = os.path.join(ck.directory, "1")
-    shutil.rmtree(os.path.join(step_dir, "state"))
-    with pytest.raises(ValueError, match="cannot be read|does not match"):
+    shutil.rmtree(os.path.join(ck.directory, "1", "state"))
+    with pytest.raises(ValueError, match="No checkpoint in .* can be read"):
         ck.restore(_state(), CONFIG)
-    assert os.path.isdir(step_dir)
     ck.close()
