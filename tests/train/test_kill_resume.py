@@ -17,7 +17,7 @@ from tests.helpers import assert_trees_all_close
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = [
-    "--config.model_kwargs.width=8", "--config.num_epochs=2", "--config.batch_size=128",
+    "--config.num_epochs=2", "--config.batch_size=128",
     "--config.checkpoint_every_steps=4", "--config.progress_bar=False", "--config.tensorboard=False",
     "--config.bn_recalibration_batches=2",
 ]
