@@ -9,6 +9,10 @@ with `functools.partial` and calls the factory with the layer-specific ones (fea
 strides, padding, ``name``). A quantized layer can therefore replace ``conv`` or ``dense`` as long
 as it accepts the keyword arguments of `flax.linen.Conv` / `flax.linen.Dense`; parameter names are
 unchanged by the substitution.
+
+BatchNorm defaults match PyTorch's (``momentum=0.1`` there, ``0.9`` in Flax's convention;
+``epsilon=1e-5``), except that Flax updates the running variance with the biased batch variance
+where PyTorch uses the unbiased one (a factor ``n / (n - 1)``, negligible at n = batch x H x W).
 """
 
 from __future__ import annotations

@@ -102,9 +102,8 @@ def test_lenet5_has_no_batch_stats_and_train_equals_eval():
         variables, x
     )
     assert not state
-    np.testing.assert_array_equal(out_train, jit(lambda v, x: model.apply(v, x, train=False))(
-        variables, x
-    ))  # fmt: skip
+    out_eval = jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    np.testing.assert_array_equal(out_train, out_eval)
 
 
 def _tiny_mobilenet(**kw):

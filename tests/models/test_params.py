@@ -97,9 +97,8 @@ def test_mobilenet_width_multiplier(width, stem, last):
 
 
 def test_make_divisible_rounding():
-    assert [models.make_divisible(v) for v in (16, 12, 11.2, 44.8, 1792, 3)] == [
-        16, 16, 16, 48, 1792, 8
-    ]  # fmt: skip
+    values = (16, 12, 11.2, 44.8, 1792, 3)
+    assert [models.make_divisible(v) for v in values] == [16, 16, 16, 48, 1792, 8]
     assert models.make_divisible(92, 8) == 96  # nearest multiple, ties up
     assert models.make_divisible(10, 8) == 16  # 8 would lose more than 10%
 
