@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-METHODS = ("fp", "twn", "ttq", "ptq", "hq", "hla_tq")
+METHODS = ("fp", "twn", "ttq", "ptq", "hq", "hla_tq", "alq")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -57,6 +57,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.tensorboard = True
     c.layer_stats_every_epochs = 5
     c.bn_recalibration_batches = 50  # training batches that re-estimate BatchNorm for the latent eval
+    # full-precision pre-training (ALQ starts from a trained network, spec section 1.5): run first, in
+    # WORKDIR/pretrain, when the method is 'alq' and epochs > 0; the other fields replace the run's own
+    c.pretrain = ml_collections.ConfigDict(
+        {
+            "epochs": 0,
+            "optimizer": "sgd",
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": 5e-4,
+            "lr_schedule": "cosine",
+            "warmup_epochs": 0,
+        }
+    )
     return c
 
 
@@ -84,6 +98,74 @@ def method_kwargs(method: str, *, sparsity: float = 0.5, scaled: str = "head") -
 
 def with_method(c: ml_collections.ConfigDict, method: str, **kwargs) -> ml_collections.ConfigDict:
     """Set ``c.method`` and its hyper-parameters; returns `c`."""
+    if method == "alq":
+        return with_alq(c)
     c.method = method
     c.method_kwargs = method_kwargs(method, **kwargs)
+    return c
+
+
+# The official ALQ settings per network (spec sections 1.1 and 1.5). Group rules are
+# (path regex, structure[, subc]); the first matching rule wins.
+ALQ_PRESETS: dict[str, dict] = {
+    "lenet5": {
+        "learning_rate": 1e-3,
+        "batch_size": 128,
+        "kwargs": {
+            "groups": (("conv1|conv2", "kernelwise"), ("fc1", "subchannelwise", 2),
+                       ("head", "subchannelwise", 1)),
+            "num_bases": 6, "rounds": 4, "epoch_basis": 20, "ld_basis": 0.8, "epoch_coord": 10,
+            "ld_coord": 0.8, "epoch_prune": 1, "prune_ratio": 0.8, "top_k": 0.005, "epoch_ste": 50,
+            "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
+        },
+    },
+    "vgg_small": {
+        "learning_rate": 1e-3,
+        "batch_size": 128,
+        "kwargs": {
+            "groups": (("conv1/", "channelwise"), ("conv", "pixelwise"), ("fc1", "subchannelwise", 16),
+                       ("fc2|head", "subchannelwise", 2)),
+            "num_bases": 6, "rounds": 5, "epoch_basis": 20, "ld_basis": 0.8, "epoch_coord": 10,
+            "ld_coord": 0.8, "epoch_prune": 1, "prune_ratio": 0.4, "top_k": 0.002, "epoch_ste": 50,
+            "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
+        },
+    },
+    "resnet18": {
+        "learning_rate": 2e-4,
+        "batch_size": 256,
+        "kwargs": {
+            "groups": (("conv_init", "channelwise"), ("head", "subchannelwise", 2), ("", "pixelwise")),
+            "num_bases": 8, "rounds": 5, "epoch_basis": 10, "ld_basis": 0.8, "epoch_coord": 5,
+            "ld_coord": 0.6, "epoch_prune": 1, "prune_ratio": 0.15, "top_k": 0.0005, "epoch_ste": 80,
+            "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9, "post_learning_rate": 5e-6,
+        },
+    },
+}
+
+
+def alq_epochs(kwargs: dict) -> int:
+    """Epochs of the ALQ pipeline with these recipe arguments (spec section 1.5)."""
+    from hqjax.transforms.alq_schedule import alq_pipeline
+
+    names = ("rounds", "epoch_basis", "epoch_coord", "epoch_prune", "epoch_ste", "epoch_post")
+    return alq_pipeline(1, **{k: kwargs[k] for k in names if k in kwargs}).num_epochs
+
+
+def with_alq(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Switch `c` to ALQ with the official settings of ``c.model`` (a preset of `ALQ_PRESETS`; other
+    models get channelwise groups and the LeNet-5 schedule). ``num_epochs`` is the pipeline's length;
+    set ``pretrain.epochs`` for the full-precision network ALQ starts from."""
+    preset = ALQ_PRESETS.get(c.model, ALQ_PRESETS["lenet5"])
+    kwargs = dict(preset["kwargs"])
+    if c.model not in ALQ_PRESETS:
+        kwargs["groups"] = ()
+    c.method = "alq"
+    c.method_kwargs = ml_collections.ConfigDict(kwargs)
+    c.learning_rate = preset["learning_rate"]
+    c.batch_size = preset["batch_size"]
+    c.num_epochs = alq_epochs(kwargs)
+    c.warmup_epochs = 0
+    c.weight_decay = 0.0
+    c.quantize_first = True
+    c.quantize_last = True
     return c

@@ -2,11 +2,12 @@
 
 Pure quantization ops live in `hqjax.ops`; every public op is also re-exported here so that
 ``import hqjax`` gives the whole flat API. The optax transformations live in `hqjax.transforms`, step
-schedules in `hqjax.schedules`; the recipes (`hq`, `hla_tq`, `ptq`, `twn`, `ttq`), leaf selection,
-`forward_params` and `summarize` are re-exported here.
+schedules in `hqjax.schedules`; the recipes (`hq`, `hla_tq`, `ptq`, `twn`, `ttq`, and ALQ's `alq`), leaf
+selection, `forward_params` and `summarize` are re-exported here.
 """
 
-from hqjax import ops, schedules, transforms
+from hqjax import export, ops, schedules, transforms
+from hqjax.export import load_packed, size_report
 from hqjax.forward import (
     QUANTIZER_STATE_TYPES,
     find_quantizer_states,
@@ -14,7 +15,7 @@ from hqjax.forward import (
     latent_params,
     ternary_params,
 )
-from hqjax.methods import METHODS, get_method, hla_tq, hq, ptq, static_args, ttq, twn
+from hqjax.methods import METHODS, alq, get_method, hla_tq, hq, ptq, static_args, ttq, twn
 from hqjax.ops import *  # noqa: F403
 from hqjax.ops import __all__ as _ops_all
 from hqjax.selection import Selection, select, selected_paths
@@ -29,20 +30,24 @@ __all__ = [
     "transforms",
     *_ops_all,
     "METHODS",
+    "alq",
     "QUANTIZER_STATE_TYPES",
     "QuantizerConfig",
     "QuantizerState",
     "Selection",
     "entropy_bits",
+    "export",
     "find_quantizer_states",
     "forward_params",
     "get_method",
     "hla_tq",
     "hq",
     "latent_params",
+    "load_packed",
     "ptq",
     "select",
     "selected_paths",
+    "size_report",
     "static_args",
     "summarize",
     "ternary_params",

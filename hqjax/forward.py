@@ -36,6 +36,7 @@ from hqjax.ops.sphere import project_to_sphere
 from hqjax.ops.ste import identity_ste, masked_ste, normalized_ste, rescaled_ste
 from hqjax.ops.ternary import ternary_parts
 from hqjax.selection import path_str, unbox
+from hqjax.transforms.alq import alq_params, find_alq_state
 from hqjax.transforms.prune import PruneState
 from hqjax.transforms.quantizer import QuantizerConfig, QuantizerState
 from hqjax.transforms.ttq import TTQState, ttq_codes
@@ -252,6 +253,9 @@ def forward_params(params: Any, opt_state: Any) -> Any:
       >>> q['Dense_0']['kernel'].tolist()
       [[1.0, -0.20000000298023224], [-1.0, 0.0]]
     """
+    alq = find_alq_state(opt_state)
+    if alq is not None:
+        return alq_params(params, alq)
     return _tree(params, find_quantizer_states(opt_state), ternary=None)
 
 
@@ -276,6 +280,9 @@ def ternary_params(params: Any, opt_state: Any) -> Any:
       >>> [[round(x, 4) for x in row] for row in q.tolist()]
       [[0.7, 0.995], [-0.7, 0.0]]
     """
+    alq = find_alq_state(opt_state)
+    if alq is not None:
+        return alq_params(params, alq, differentiable=False)
     return _tree(params, find_quantizer_states(opt_state), ternary=True)
 
 
@@ -299,4 +306,7 @@ def latent_params(params: Any, opt_state: Any) -> Any:
       >>> latent_params(params, tx.init(params))['Dense_0']['kernel'][:, 0].tolist()
       [0.6000000238418579, -0.800000011920929]
     """
+    alq = find_alq_state(opt_state)
+    if alq is not None:  # ALQ keeps no latent weights outside its STE buffer: the params themselves
+        return unbox(params)
     return _tree(params, find_quantizer_states(opt_state), ternary=None, latent=True)

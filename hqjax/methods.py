@@ -31,7 +31,7 @@ Under `optax.inject_hyperparams`, list the structural arguments as static:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optax
@@ -39,6 +39,8 @@ import optax
 from hqjax.schedules import ScalarOrSchedule, agp, as_schedule, check_schedule, geometric, ramp
 from hqjax.selection import Selection
 from hqjax.transforms._common import check_int
+from hqjax.transforms.alq import GroupRule, alq_optimizer
+from hqjax.transforms.alq_schedule import alq_pipeline
 from hqjax.transforms.decay import add_decayed_weights
 from hqjax.transforms.prune import prune
 from hqjax.transforms.quantizer import quantizer
@@ -47,7 +49,7 @@ from hqjax.transforms.reinit import reinitialize
 from hqjax.transforms.sphere import project_to_sphere
 from hqjax.transforms.ttq import ttq_scales
 
-__all__ = ["METHODS", "get_method", "hla_tq", "hq", "ptq", "static_args", "ttq", "twn"]
+__all__ = ["METHODS", "alq", "get_method", "hla_tq", "hq", "ptq", "static_args", "ttq", "twn"]
 
 Recipe = Callable[..., optax.GradientTransformationExtraArgs]
 _STATIC = (
@@ -412,6 +414,90 @@ def hla_tq(
     if radius is not None:
         parts.append(project_to_sphere(radius, selection=selection, axis=axis))
     return optax.chain(*parts)
+
+
+def alq(
+    steps_per_epoch: int,
+    *,
+    learning_rate: float = 1e-3,
+    rounds: int = 4,
+    epoch_basis: int = 20,
+    ld_basis: float = 0.8,
+    epoch_coord: int = 10,
+    ld_coord: float = 0.8,
+    epoch_prune: int = 1,
+    prune_ratio: float = 0.8,
+    top_k: float = 0.005,
+    epoch_ste: int = 50,
+    ld_ste: float = 0.95,
+    epoch_post: int = 20,
+    ld_post: float = 0.9,
+    post_learning_rate: float | None = None,
+    num_bases: int = 6,
+    groups: Sequence[GroupRule] = (),
+    selection: Selection | None = None,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    stochastic_rounding: bool = True,
+    reproduce_official_quirks: bool = False,
+    fp_optimizer: optax.GradientTransformation | None = None,
+) -> optax.GradientTransformation:
+    """ALQ: adaptive loss-aware multi-bit quantization (Qu et al., CVPR 2020; spec sections 1 and 6).
+
+    The official pipeline (1.5): ``rounds`` x [basis epochs, coordinate epochs, pruning epochs], then
+    post-training STE basis epochs and coordinate epochs, as step schedules
+    (`hqjax.transforms.alq_pipeline`) driving `hqjax.transforms.alq_optimizer`. ``tx.init`` sketches the
+    (pretrained) params into binary bases; train ``pipeline.total_steps`` steps with
+    ``hqjax.forward_params(params, opt_state)`` as the network's weights. Defaults are those of the
+    official LeNet-5 / MNIST run. The run's length is
+    ``hqjax.transforms.alq_pipeline(steps_per_epoch, ...).total_steps`` with the same pipeline arguments.
+
+    Unlike the ternary recipes ALQ is its own optimizer (AMSGrad moments are its loss model): it wraps
+    no ``inner`` optimizer for the quantized weights; the full-precision leaves use ``fp_optimizer``
+    (default Adam at the pipeline's learning rate).
+
+    Args:
+      steps_per_epoch: optimizer steps per epoch (the schedules are per epoch).
+      learning_rate ... post_learning_rate: the pipeline (see `hqjax.transforms.alq_pipeline`).
+      top_k, num_bases, groups, selection, weight_decay, seed, stochastic_rounding,
+        reproduce_official_quirks, fp_optimizer: see `hqjax.transforms.alq_optimizer`.
+
+    Returns:
+      An `optax.GradientTransformation` with `hqjax.transforms.ALQState`.
+
+    Examples:
+      >>> tx = alq(100, groups=[("conv", "kernelwise"), ("fc1", "subchannelwise", 2)])
+    """
+    pipe = alq_pipeline(
+        steps_per_epoch,
+        learning_rate=learning_rate,
+        rounds=rounds,
+        epoch_basis=epoch_basis,
+        ld_basis=ld_basis,
+        epoch_coord=epoch_coord,
+        ld_coord=ld_coord,
+        epoch_prune=epoch_prune,
+        prune_ratio=prune_ratio,
+        epoch_ste=epoch_ste,
+        ld_ste=ld_ste,
+        epoch_post=epoch_post,
+        ld_post=ld_post,
+        post_learning_rate=post_learning_rate,
+    )
+    return alq_optimizer(
+        pipe.learning_rate,
+        pipe.mode,
+        pipe.prune_rate,
+        top_k=top_k,
+        num_bases=num_bases,
+        groups=groups,
+        selection=selection,
+        weight_decay=weight_decay,
+        seed=seed,
+        stochastic_rounding=stochastic_rounding,
+        reproduce_official_quirks=reproduce_official_quirks,
+        fp_optimizer=fp_optimizer,
+    )
 
 
 METHODS: dict[str, Recipe] = {"hq": hq, "hla_tq": hla_tq, "ptq": ptq, "twn": twn, "ttq": ttq}

@@ -32,6 +32,7 @@ from hqjax._checks import reduce_axes
 from hqjax.forward import _tree, find_quantizer_states
 from hqjax.ops.sphere import cosine_similarity
 from hqjax.selection import leaf_paths, unbox
+from hqjax.transforms.alq import ALQState, alq_layers, alq_reconstruction, find_alq_state
 
 __all__ = ["entropy_bits", "summarize"]
 
@@ -67,6 +68,9 @@ def summarize(params: Any, opt_state: Any) -> dict[str, jax.Array]:
       >>> float(stats['Dense_0/kernel/sparsity']), float(stats['quantizer/phase'])
       (0.25, 1.0)
     """
+    alq = find_alq_state(opt_state)
+    if alq is not None:
+        return _summarize_alq(params, alq)
     states = find_quantizer_states(opt_state)
     cfg, qs = states.config, states.quantizer
     params = unbox(params)
@@ -111,4 +115,40 @@ def summarize(params: Any, opt_state: Any) -> dict[str, jax.Array]:
     out["quantizer/cosine"] = jnp.mean(jnp.stack(cosines))
     out["quantizer/flip_ratio"] = tot_flip / tot_n
     out["quantizer/bits_entropy"] = tot_bits / tot_n
+    return out
+
+
+def _summarize_alq(params: Any, state: ALQState) -> dict[str, jax.Array]:
+    """ALQ statistics (ALGORITHMS.md 1.6): per layer ``bits`` (live coordinates / groups),
+    ``zero_groups`` (groups with no live basis), ``sparsity`` (zero weights of the reconstruction);
+    totals ``quantizer/average_bits`` (weighted by weight count), ``quantizer/storage_bytes`` (binary
+    codes + 32-bit coordinates + 32-bit full-precision parameters), ``quantizer/mode`` (of the next
+    step, index into `hqjax.transforms.ALQ_MODES`)."""
+    params = unbox(params)
+    weights = alq_reconstruction(state)
+    layers = alq_layers(state)
+    out: dict[str, jax.Array] = {}
+    tot_n, tot_bits, tot_zero, code_bits, alpha_bits = 0, 0.0, 0.0, 0.0, 0.0
+    for path, _shape, _structure, _subc, _nb in state.config.layouts:
+        mask = layers[path].mask
+        live = jnp.sum(mask, axis=-1)
+        bits = jnp.mean(live.astype(jnp.float32))
+        n = weights[path].size
+        zero = jnp.mean((weights[path] == 0).astype(jnp.float32))
+        out[f"{path}/bits"] = bits
+        out[f"{path}/zero_groups"] = jnp.mean((live == 0).astype(jnp.float32))
+        out[f"{path}/sparsity"] = zero
+        tot_n += n
+        tot_bits = tot_bits + bits * n
+        tot_zero = tot_zero + zero * n
+        code_bits = code_bits + bits * n
+        alpha_bits = alpha_bits + 32.0 * jnp.sum(mask).astype(jnp.float32)
+    selected = set(state.config.selected)
+    fp_count = sum(int(x.size) for p, x in leaf_paths(params) if p not in selected)
+    out["quantizer/step"] = state.count.astype(jnp.float32)
+    out["quantizer/mode"] = state.mode.astype(jnp.float32)
+    out["quantizer/learning_rate"] = state.learning_rate
+    out["quantizer/sparsity"] = tot_zero / max(tot_n, 1)
+    out["quantizer/average_bits"] = tot_bits / max(tot_n, 1)
+    out["quantizer/storage_bytes"] = (code_bits + alpha_bits + 32.0 * fp_count) / 8.0
     return out

@@ -11,6 +11,7 @@ MODULES = [
     "hqjax.ops.ternary",
     "hqjax.ops.ste",
     "hqjax.ops.soft",
+    "hqjax.ops.alq",
 ]
 
 

@@ -1,9 +1,26 @@
 """Pure quantization ops: functions on arrays, no state, jit- and vmap-able.
 
-Modules: `sphere` (B1, B4), `prune` (B6), `ternary` (B2, B3), `ste` (B5, section 7.2) and `soft`
-(HLA-TQ section 5.2). Block and section numbers refer to the algorithm specification.
+Modules: `sphere` (B1, B4), `prune` (B6), `ternary` (B2, B3), `ste` (B5, section 7.2), `soft`
+(HLA-TQ section 5.2) and `alq` (ALQ section 1). Block and section numbers refer to the algorithm
+specification.
 """
 
+from hqjax.ops.alq import (
+    ALQ_STRUCTURES,
+    alq_storage_bits,
+    average_bits,
+    diag_to_alpha,
+    fix_signs,
+    from_groups,
+    grad_to_alpha,
+    group_shape,
+    importance,
+    nearest_codes,
+    reconstruct,
+    sketch,
+    to_groups,
+    wls_refit,
+)
 from hqjax.ops.prune import (
     agp_schedule,
     agp_sparsity,
@@ -38,25 +55,37 @@ from hqjax.ops.ternary import (
 )
 
 __all__ = [
+    "ALQ_STRUCTURES",
     "SCALE_RULES",
     "THRESHOLD_RULES",
     "Ternary",
     "agp_schedule",
     "agp_sparsity",
+    "alq_storage_bits",
+    "average_bits",
     "cosine_similarity",
     "cosine_to_ternary",
+    "diag_to_alpha",
+    "fix_signs",
+    "from_groups",
     "global_magnitude_masks",
+    "grad_to_alpha",
+    "group_shape",
     "identity_ste",
+    "importance",
     "magnitude_mask",
     "masked_ste",
+    "nearest_codes",
     "normalized_ste",
     "num_pruned",
     "project_to_sphere",
+    "reconstruct",
     "rescale_factor",
     "rescaled_ste",
     "scale_curvature",
     "scale_lsq",
     "scale_unit",
+    "sketch",
     "soft_ternarize",
     "soft_ternarize_grad",
     "ternarize",
@@ -69,5 +98,7 @@ __all__ = [
     "threshold_quantile",
     "threshold_ttq",
     "threshold_twn",
+    "to_groups",
     "unit_norm",
+    "wls_refit",
 ]

@@ -10,23 +10,25 @@ from typing import Any
 
 import ml_collections
 
-METHODS = ("fp", "twn", "ttq", "ptq", "hq", "hla_tq")
+METHODS = ("fp", "twn", "ttq", "ptq", "hq", "hla_tq", "alq")
 OPTIMIZERS = ("sgd", "adamw", "adam")
 LR_SCHEDULES = ("cosine", "constant")
 PARALLEL_MODES = ("jit", "pmap")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
-def _choice(config: Any, field: str, choices: tuple[str, ...]) -> None:
+def _choice(config: Any, field: str, choices: tuple[str, ...], prefix: str = "config") -> None:
     value = config[field]
     if value not in choices:
         raise ValueError(
-            f"config.{field}={value!r} is not valid; choose one of {', '.join(map(repr, choices))} "
-            f"(e.g. --config.{field}={choices[0]})."
+            f"{prefix}.{field}={value!r} is not valid; choose one of {', '.join(map(repr, choices))} "
+            f"(e.g. --{prefix}.{field}={choices[0]})."
         )
 
 
-def _positive(config: Any, field: str, *, integer: bool = False, allow_zero: bool = False) -> None:
+def _positive(
+    config: Any, field: str, *, integer: bool = False, allow_zero: bool = False, prefix: str = "config"
+) -> None:
     value = config[field]
     kind = int if integer else (int, float)
     ok = isinstance(value, kind) and not isinstance(value, bool)
@@ -34,7 +36,7 @@ def _positive(config: Any, field: str, *, integer: bool = False, allow_zero: boo
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         what = "an integer" if integer else "a number"
-        raise ValueError(f"config.{field}={value!r} must be {what} {bound}.")
+        raise ValueError(f"{prefix}.{field}={value!r} must be {what} {bound}.")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -67,8 +69,41 @@ def validate(config: ml_collections.ConfigDict) -> None:
         make_optimizer(config, steps_per_epoch=10)
     except (TypeError, ValueError) as e:
         raise ValueError(f"config.method_kwargs are not valid for method {config.method!r}: {e}") from e
+    if config.method == "alq":
+        from hqjax.train.optim import alq_num_epochs
+
+        epochs = alq_num_epochs(config)
+        if config.num_epochs != epochs:
+            raise ValueError(
+                f"config.num_epochs={config.num_epochs} must equal the length of the ALQ pipeline that "
+                f"config.method_kwargs describe ({epochs} epochs); set --config.num_epochs={epochs}."
+            )
+    _validate_pretrain(config)
     if config.warmup_epochs >= config.num_epochs:
         raise ValueError(
             f"config.warmup_epochs={config.warmup_epochs} must be smaller than "
             f"config.num_epochs={config.num_epochs}."
+        )
+
+
+def _validate_pretrain(config: ml_collections.ConfigDict) -> None:
+    """Check ``config.pretrain`` (the full-precision run ALQ starts from)."""
+    pre = config.get("pretrain")
+    if pre is None:
+        return
+    _positive(pre, "epochs", integer=True, allow_zero=True, prefix="config.pretrain")
+    if pre.epochs and config.method != "alq":
+        raise ValueError(
+            f"config.pretrain.epochs={pre.epochs} is only used by method 'alq' (got method "
+            f"{config.method!r}); set --config.pretrain.epochs=0."
+        )
+    _choice(pre, "optimizer", OPTIMIZERS, prefix="config.pretrain")
+    _choice(pre, "lr_schedule", LR_SCHEDULES, prefix="config.pretrain")
+    _positive(pre, "learning_rate", prefix="config.pretrain")
+    for f in ("momentum", "weight_decay", "warmup_epochs"):
+        _positive(pre, f, allow_zero=True, prefix="config.pretrain")
+    if pre.epochs and pre.warmup_epochs >= pre.epochs:
+        raise ValueError(
+            f"config.pretrain.warmup_epochs={pre.warmup_epochs} must be smaller than "
+            f"config.pretrain.epochs={pre.epochs}."
         )

@@ -51,6 +51,8 @@ def inner_optimizer(
 
 def make_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
     """The run's optimizer: the inner optax optimizer, wrapped by ``config.method`` unless 'fp'."""
+    if config.method == "alq":
+        return hqjax.alq(steps_per_epoch, **alq_kwargs(config))
     schedule = learning_rate_schedule(config, steps_per_epoch)
     if config.method == "fp":
         return inner_optimizer(config, schedule)
@@ -65,10 +67,38 @@ def make_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransform
     if "total_steps" in accepted:
         kwargs.setdefault("total_steps", config.num_epochs * steps_per_epoch)
     if "selection" in accepted and "selection" not in kwargs:
-        kwargs["selection"] = hqjax.Selection(
-            quantize_first=config.quantize_first,
-            quantize_last=config.quantize_last,
-            first=config.first_layer or None,
-            last=config.last_layer or None,
-        )
+        kwargs["selection"] = _selection(config)
     return hqjax.get_method(config.method, inner, **kwargs)
+
+
+def _selection(config: Any) -> hqjax.Selection:
+    return hqjax.Selection(
+        quantize_first=config.quantize_first,
+        quantize_last=config.quantize_last,
+        first=config.first_layer or None,
+        last=config.last_layer or None,
+    )
+
+
+def alq_kwargs(config: Any) -> dict[str, Any]:
+    """`hqjax.alq` arguments of an ALQ run: ``config.method_kwargs`` plus the run's learning rate,
+    seed and leaf selection."""
+    kwargs = {k: v for k, v in dict(config.method_kwargs).items()}
+    if "groups" in kwargs:
+        kwargs["groups"] = tuple(tuple(rule) for rule in kwargs["groups"])
+    kwargs.setdefault("learning_rate", config.learning_rate)
+    kwargs.setdefault("seed", config.seed)
+    kwargs.setdefault("selection", _selection(config))
+    return kwargs
+
+
+def alq_pipeline_kwargs(config: Any) -> dict[str, Any]:
+    """The `hqjax.transforms.alq_pipeline` arguments of an ALQ run (its schedule)."""
+    names = inspect.signature(hqjax.transforms.alq_pipeline).parameters
+    kwargs = alq_kwargs(config)
+    return {k: v for k, v in kwargs.items() if k in names and k != "steps_per_epoch"}
+
+
+def alq_num_epochs(config: Any) -> int:
+    """Epochs of the ALQ pipeline that ``config.method_kwargs`` describe (spec section 1.5)."""
+    return hqjax.transforms.alq_pipeline(1, **alq_pipeline_kwargs(config)).num_epochs

@@ -21,37 +21,36 @@ def layer_stats(state: Any, summarize: Callable[[Any, Any], dict] = hqjax.summar
     return {k: float(v) for k, v in stats.items()}
 
 
-def model_sizes(params: Any, stats: dict[str, float] | None) -> dict[str, float]:
-    """Three honest size counts in bytes (spec B7): fp32, dense 2-bit ternary, entropy-coded ternary.
+def model_sizes(state: Any, config: Any, stats: dict[str, float] | None = None) -> dict[str, float]:
+    """Honest size counts in bytes (spec B7) from `hqjax.export.size_report`, the one size accounting.
 
-    Quantized leaves cost 2 bits (dense) or ``H(p0)`` bits (entropy bound) per weight plus one fp32
-    scale per unit (output channel); every other parameter (BatchNorm, biases, full-precision layers)
-    costs 32 bits. BatchNorm running statistics are not counted (they fold into the affine at export).
+    ``fp32_bytes``: 4 bytes per parameter; ``dense2_bytes``: ternary codes at 2 bits per weight plus
+    side data; ``entropy_bytes``: their entropy bound plus side data; ``coded_bytes``: the exact size of
+    the entropy-coded file ``python -m hqjax.export`` writes from the run's checkpoint at this step (codes,
+    per-unit scales, BatchNorm parameters and running statistics, biases, header and checksum). ALQ runs
+    report the storage of spec 1.6 (``quantizer/storage_bytes`` of `hqjax.summarize`) in the three
+    quantized columns.
     """
-    leaves = dict(leaf_paths(params))
-    total = sum(int(np.size(x)) for x in leaves.values())
-    fp32 = 4.0 * total
-    if not stats:
-        return {"params": total, "quantized": 0, "fp32_bytes": fp32, "dense2_bytes": fp32,
-                "coded_bytes": fp32}
-    dense_bits = coded_bits = 0.0
-    quantized = 0
-    for path, leaf in leaves.items():
-        n = int(np.size(leaf))
-        if f"{path}/sparsity" in stats:
-            units = int(np.shape(leaf)[-1]) if np.ndim(leaf) else 1
-            quantized += n
-            dense_bits += 2.0 * n + 32.0 * units
-            coded_bits += stats[f"{path}/bits_entropy"] * n + 32.0 * units
-        else:
-            dense_bits += 32.0 * n
-            coded_bits += 32.0 * n
+    from hqjax.export import size_report
+    from hqjax.export.run import export_kwargs
+
+    method = config.method
+    params = jax.device_get(state.params)
+    if method == "alq":
+        total = sum(int(np.size(x)) for _, x in leaf_paths(params))
+        storage = (stats or {}).get("quantizer/storage_bytes", float("nan"))
+        return {"params": total, "quantized": 0, "fp32_bytes": 4.0 * total, "dense2_bytes": storage,
+                "entropy_bytes": storage, "coded_bytes": storage}
+    opt_state = None if method == "fp" else jax.device_get(state.opt_state)
+    kwargs = export_kwargs(config, int(jax.device_get(state.step)))
+    r = size_report(params, opt_state, batch_stats=jax.device_get(state.batch_stats), **kwargs)
     return {
-        "params": total,
-        "quantized": quantized,
-        "fp32_bytes": fp32,
-        "dense2_bytes": dense_bits / 8.0,
-        "coded_bytes": coded_bits / 8.0,
+        "params": r.params,
+        "quantized": r.quantized,
+        "fp32_bytes": float(r.fp32_bytes),
+        "dense2_bytes": float(r.dense2_bytes),
+        "entropy_bytes": float(r.entropy_bytes),
+        "coded_bytes": float(r.file_bytes),
     }
 
 
@@ -68,7 +67,7 @@ def final_report(
 ) -> dict[str, Any]:
     """Print (process 0) and return the run summary: accuracies, sparsity, bits, sizes, time."""
     stats = layer_stats(state, summarize or hqjax.summarize) if config.method != "fp" else None
-    sizes = model_sizes(state.params, stats)
+    sizes = model_sizes(state, config, stats)
     last = history[-1] if history else {}
     summary: dict[str, Any] = {
         "method": config.method,
@@ -78,8 +77,10 @@ def final_report(
         "latent_accuracy": latent_accuracy,
         "ternary_accuracy": last.get("ternary_accuracy", float("nan")),
         "sparsity": stats["quantizer/sparsity"] if stats else 0.0,
-        "cosine": stats["quantizer/cosine"] if stats else 1.0,
-        "bits_entropy": stats["quantizer/bits_entropy"] if stats else 32.0,
+        "cosine": stats.get("quantizer/cosine", float("nan")) if stats else 1.0,
+        "bits_entropy": stats.get("quantizer/bits_entropy", float("nan")) if stats else 32.0,
+        # ALQ (spec 1.6): live coordinates per group, weighted by weight count
+        "average_bits": stats.get("quantizer/average_bits", float("nan")) if stats else 32.0,
         "train_seconds": train_seconds,
         "wall_seconds": wall_seconds,
         "stopped_early": stopped_early,
@@ -101,13 +102,19 @@ def format_summary(s: dict[str, Any]) -> str:
         + " ==",
         f"{'test accuracy':<22}{'latent (FP)*':>14}{'ternary':>12}",
         f"{'':<22}{s['latent_accuracy']:>14.4f}{s['ternary_accuracy']:>12.4f}",
-        f"quantized weights {s['quantized']:,} of {s['params']:,}; sparsity {s['sparsity']:.3f}; "
-        f"mean cos(latent, ternary) {s['cosine']:.4f}; entropy bound {s['bits_entropy']:.3f} bit/weight",
+        (
+            f"quantized weights {s['quantized']:,} of {s['params']:,}; sparsity {s['sparsity']:.3f}; "
+            f"average bitwidth {s['average_bits']:.3f} bit/weight (binary codes; alphas and FP parameters "
+            "count in the storage below)"
+            if s["method"] == "alq"
+            else f"quantized weights {s['quantized']:,} of {s['params']:,}; sparsity {s['sparsity']:.3f}; "
+            f"mean cos(latent, ternary) {s['cosine']:.4f}; entropy bound {s['bits_entropy']:.3f} bit/weight"
+        ),
         "* latent network evaluated after re-estimating BatchNorm statistics for its weights",
         f"{'size':<22}{'bytes':>14}{'MB':>10}{'MiB':>10}{'ratio':>9}",
     ]
     for name, key in (("fp32", "fp32_bytes"), ("dense 2-bit", "dense2_bytes"),
-                      ("entropy-coded bound", "coded_bytes")):
+                      ("entropy bound", "entropy_bytes"), ("entropy-coded file", "coded_bytes")):
         b = s[key]
         lines.append(f"{name:<22}{b:>14,.0f}{b / 1e6:>10.3f}{b / 2**20:>10.3f}{fp32 / b:>8.1f}x")
     return "\n".join(lines)

@@ -42,7 +42,12 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def make_train_step(
-    model: Any, tx: optax.GradientTransformation, forward: Forward, *, axis_name: str | None = None
+    model: Any,
+    tx: optax.GradientTransformation,
+    forward: Forward,
+    *,
+    axis_name: str | None = None,
+    bn_frozen: bool | Callable[[Any], jax.Array] | None = None,
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
     """Build ``train_step(state, batch) -> (state, metrics)``.
 
@@ -52,6 +57,12 @@ def make_train_step(
       forward: ``(params, opt_state) -> params the model computes with``.
       axis_name: the ``pmap`` axis; when set, gradients, BatchNorm statistics and metrics are
         averaged over it so that ``pmap`` trains the same model as ``jit`` over a mesh.
+      bn_frozen: True, or ``opt_state -> bool scalar``: when true the step runs the model in
+        inference mode (BatchNorm normalises with its running statistics and does not update them)
+        while every parameter is still trained, as ALQ's pruning epochs do
+        (`hqjax.transforms.alq_bn_frozen`). A callable costs a `lax.cond` around the forward pass in
+        every step (skipped for models without BatchNorm statistics); a training loop that knows the
+        schedule can instead compile two steps (None and True) and pick one per step.
     """
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
@@ -61,11 +72,27 @@ def make_train_step(
 
         def loss_fn(params):
             variables = {"params": forward(params, state.opt_state), "batch_stats": state.batch_stats}
-            logits, new_vars = model.apply(
-                variables, batch["image"], train=True, mutable=["batch_stats"],
-                rngs={"dropout": dropout_rng},
-            )
-            return cross_entropy(logits, batch["label"]), (logits, new_vars["batch_stats"])
+
+            def training(variables):
+                logits, new_vars = model.apply(
+                    variables, batch["image"], train=True, mutable=["batch_stats"],
+                    rngs={"dropout": dropout_rng},
+                )
+                return logits, new_vars.get("batch_stats", state.batch_stats)
+
+            def inference(variables):
+                logits = model.apply(variables, batch["image"], train=False, rngs={"dropout": dropout_rng})
+                return logits, variables["batch_stats"]
+
+            if bn_frozen is None or bn_frozen is False or not jax.tree.leaves(state.batch_stats):
+                logits, batch_stats = training(variables)
+            elif bn_frozen is True:
+                logits, batch_stats = inference(variables)
+            else:
+                logits, batch_stats = jax.lax.cond(
+                    bn_frozen(state.opt_state), inference, training, variables
+                )
+            return cross_entropy(logits, batch["label"]), (logits, batch_stats)
 
         (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])

@@ -14,6 +14,8 @@ transform                  what it does (state)
 `project_to_sphere`        keeps the latent weights on a sphere after each step (stateless)
 `ttq_scales`               TTQ's learned positive/negative scales (`TTQState`)
 `add_decayed_weights`      weight decay on the quantized leaves only (`DecayState`)
+`alq_optimizer`            ALQ multi-bit optimizer: binary bases, coordinates, masks and two sets of
+                           AMSGrad moments (`ALQState`); `alq_pipeline` gives its schedules
 =========================  ==================================================================
 
 Hyper-parameters are numbers or ``step -> value`` schedules (see `hqjax.schedules`), so
@@ -22,6 +24,18 @@ with ``None`` on the leaves that are not quantized. The recipes in `hqjax.method
 these pieces.
 """
 
+from hqjax.transforms.alq import (
+    ALQConfig,
+    ALQLayer,
+    ALQState,
+    alq_bn_frozen,
+    alq_layers,
+    alq_optimizer,
+    alq_params,
+    alq_reconstruction,
+    find_alq_state,
+)
+from hqjax.transforms.alq_schedule import ALQ_MODES, ALQPipeline, alq_pipeline
 from hqjax.transforms.decay import DecayState, add_decayed_weights
 from hqjax.transforms.prune import PruneState, prune
 from hqjax.transforms.quantizer import FORWARDS, QuantizerConfig, QuantizerState, quantizer
@@ -31,6 +45,18 @@ from hqjax.transforms.sphere import project_to_sphere
 from hqjax.transforms.ttq import TTQState, ttq_codes, ttq_scales
 
 __all__ = [
+    "ALQ_MODES",
+    "ALQConfig",
+    "ALQLayer",
+    "ALQPipeline",
+    "ALQState",
+    "alq_bn_frozen",
+    "alq_layers",
+    "alq_optimizer",
+    "alq_params",
+    "alq_pipeline",
+    "alq_reconstruction",
+    "find_alq_state",
     "FORWARDS",
     "REINIT_RULES",
     "DecayState",

@@ -1,0 +1,174 @@
+"""Export a training run: restore the newest checkpoint of ``--workdir`` and pack it.
+
+The model and optimizer are rebuilt from the config the checkpoint records, exactly as
+`hqjax.train.loop.train_and_evaluate` builds them, and the train state is restored into them; the
+packed file gets the model's registry name, class count, kwargs and input shape, and the run's method,
+dataset and step as metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from hqjax.export.packed import export_variables, forward_variables, load_packed
+from hqjax.export.size import SizeReport
+
+__all__ = ["RestoredRun", "check_round_trip", "export_kwargs", "export_run", "restore_run"]
+
+
+class RestoredRun:
+    """A run's config, model and restored train state.
+
+    Attributes:
+      config: the run's ``ml_collections.ConfigDict`` as its checkpoint records it.
+      model: the Flax module (float32 or the run's compute dtype).
+      state: the restored `hqjax.train.steps.TrainState`.
+      step: the checkpoint's step.
+      input_shape: shape of one model input, (H, W, C).
+    """
+
+    def __init__(self, config: Any, model: Any, state: Any, step: int, input_shape: tuple[int, ...]):
+        self.config, self.model, self.state = config, model, state
+        self.step, self.input_shape = step, input_shape
+
+    @property
+    def opt_state(self) -> Any:
+        """The optimizer state, or None for a full-precision run."""
+        return None if self.config.method == "fp" else self.state.opt_state
+
+
+def _saved_config(directory: str, step: int | None) -> tuple[int, dict[str, Any]]:
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(directory, item_handlers={"config": ocp.JsonCheckpointHandler()})
+    try:
+        steps = sorted(manager.all_steps(), reverse=True) if step is None else [step]
+        if not steps:
+            raise FileNotFoundError(
+                f"{directory} holds no checkpoint. Train first (python train.py --workdir ...), or pass "
+                "the --workdir of a run that saved one."
+            )
+        errors = []
+        for s in steps:
+            try:
+                cfg = manager.restore(s, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+                return s, cfg
+            except Exception as e:  # noqa: BLE001 - an unreadable step: try the previous one
+                errors.append(f"step {s}: {type(e).__name__}: {e}")
+        raise ValueError(f"No checkpoint config in {directory} can be read: {'; '.join(errors)}.")
+    finally:
+        manager.close()
+
+
+def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
+    """Rebuild a run's model and optimizer from its checkpointed config and restore its newest state.
+
+    Args:
+      workdir: the run directory (``--workdir`` of ``train.py``).
+      step: a specific checkpoint step (default: the newest readable one).
+
+    Raises:
+      FileNotFoundError: no run directory or no checkpoint in it.
+      ValueError: unreadable checkpoints (see `hqjax.train.checkpoint.Checkpointer.restore`).
+    """
+    import jax.numpy as jnp
+    import ml_collections
+
+    from hqjax import data, models
+    from hqjax.train import loop, parallel
+    from hqjax.train.checkpoint import Checkpointer
+    from hqjax.train.optim import make_optimizer
+
+    directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"{directory} does not exist: --workdir must be the directory of a training run "
+            "(python train.py --workdir DIR)."
+        )
+    found, saved = _saved_config(directory, step)
+    config = ml_collections.ConfigDict(saved)
+    info = data.info(config.dataset)
+    steps_per_epoch = max(info.train_size // config.batch_size, 1)
+    dtype = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+    model = models.get(config.model, num_classes=config.num_classes, dtype=dtype, **dict(config.model_kwargs))
+    tx = make_optimizer(config, steps_per_epoch)
+    mesh = parallel.make_mesh(1)
+    abstract = loop._init_state(config, model, tx, info.image_shape, mesh)
+    checkpointer = Checkpointer(workdir, async_save=False)
+    try:
+        restored = checkpointer.restore(abstract, config.to_dict(), step=found)
+    finally:
+        checkpointer.close()
+    if restored is None:  # pragma: no cover - _saved_config found the step
+        raise FileNotFoundError(f"{directory} holds no checkpoint.")
+    _, state, _ = restored
+    return RestoredRun(config, model, state, found, tuple(info.image_shape))
+
+
+def export_kwargs(config: Any, step: int) -> dict[str, Any]:
+    """The model and metadata `export` records for a run with `config` at `step`.
+
+    `hqjax.train.report` passes the same to `hqjax.size_report`, so the size the run summary prints is the
+    size of the file ``python -m hqjax.export`` writes from the run's final checkpoint.
+    """
+    from hqjax import data
+
+    return {
+        "model": config.model,
+        "num_classes": config.num_classes,
+        "model_kwargs": dict(config.model_kwargs),
+        "input_shape": tuple(data.info(config.dataset).image_shape),
+        "meta": {
+            "method": config.method,
+            "dataset": config.dataset,
+            "step": int(step),
+            "compute_dtype": config.compute_dtype,
+        },
+    }
+
+
+def export_run(
+    workdir: str, out: str, *, coder: str = "ans", step: int | None = None
+) -> tuple[RestoredRun, SizeReport]:
+    """Restore a run (`restore_run`) and write its packed model to `out`; returns ``(run, report)``."""
+    run = restore_run(workdir, step)
+    if run.config.method == "alq":
+        raise ValueError(
+            "Export of ALQ runs needs their multi-bit layers: build hqjax.export.MultiBitLayer for each "
+            "quantized path from the ALQ state and call hqjax.export(..., multibit=...)."
+        )
+    variables, ternary = forward_variables(run.state.params, run.opt_state, run.state.batch_stats)
+    kwargs = export_kwargs(run.config, run.step)
+    report = export_variables(out, variables, ternary=ternary, coder=coder, **kwargs)
+    return run, report
+
+
+def check_round_trip(run: RestoredRun, path: str, batch: int = 2, seed: int = 0) -> float:
+    """Max |difference| between the logits of the packed model and of the run's ternary evaluation.
+
+    Both are computed on the same random batch, the reference as the training loop's evaluation does
+    (``model.apply`` on `hqjax.ternary_params` inside one `jax.jit`). 0.0 means identical logits.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import hqjax
+
+    model, state = run.model, run.state
+    x = jax.random.normal(jax.random.key(seed), (batch, *run.input_shape), jnp.float32)
+    tern = hqjax.ternary_params if run.opt_state is not None else (lambda p, s: p)
+
+    def reference(params, opt_state, batch_stats, x):
+        return model.apply({"params": tern(params, opt_state), "batch_stats": batch_stats}, x, train=False)
+
+    ref = jax.jit(reference)(state.params, state.opt_state, state.batch_stats, x)
+    variables = load_packed(path, model=run.config.model)
+    variables.setdefault("batch_stats", {})
+    got = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    ref, got = np.asarray(ref, np.float32), np.asarray(got, np.float32)
+    if np.array_equal(ref, got):
+        return 0.0
+    return float(np.max(np.abs(ref - got)))
