@@ -12,6 +12,7 @@ MODULES = [
     "hqjax.ops.ste",
     "hqjax.ops.soft",
     "hqjax.ops.alq",
+    "hqjax.ops.activation",
 ]
 
 

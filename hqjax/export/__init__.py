@@ -2,13 +2,15 @@
 
 * ``hqjax.export(params, opt_state, path, batch_stats=..., model='resnet20')`` writes the weights of the
   ternary forward pass: ternary codes (entropy-coded with ANS, or dense at 2 bits per weight) and one
-  float32 magnitude per unit, BatchNorm parameters, running statistics and biases in float32. The module
-  itself is callable: ``hqjax.export(...)`` is `hqjax.export.export`.
+  float32 magnitude per unit, BatchNorm parameters, running statistics and biases in float32. For an ALQ
+  (multi-bit) optimizer state, the bitplanes of the live basis slots, the live-slot masks and float32
+  alphas instead of ternary codes. The module itself is callable: ``hqjax.export(...)`` is
+  `hqjax.export.export`.
 * ``hqjax.load_packed(path)`` returns ``{'params': ..., 'batch_stats': ...}`` for
   ``model.apply(variables, x, train=False)``, with logits identical to the training-time ternary
   evaluation. `load_model` also builds the registry model the file records.
-* ``hqjax.size_report(params, opt_state)``: fp32, dense 2-bit, entropy bound and entropy-coded sizes,
-  per layer and in total (`SizeReport.table`).
+* ``hqjax.size_report(params, opt_state)``: fp32, dense 2-bit (ALQ: its storage of spec 1.6), entropy
+  bound and coded sizes, per layer and in total (`SizeReport.table`).
 * ``python -m hqjax.export --workdir RUN --out FILE`` exports a training run's newest checkpoint and prints
   the size table.
 

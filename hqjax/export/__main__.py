@@ -4,10 +4,12 @@
     python -m hqjax.export --workdir runs/lenet5 --out lenet5.hqx --coder dense2 --json sizes.json
 
 Restores the newest readable checkpoint of ``--workdir`` (or ``--step``), writes the packed model
-(``--coder ans``: entropy-coded ternary codes; ``dense2``: 2 bits per weight), checks that the packed
-model's logits equal the run's ternary evaluation on a random batch (skip with ``--no-verify``) and
-prints the per-layer table: fp32 bytes, dense 2-bit, entropy bound, coded bytes, bits per weight,
-sparsity, totals in MB (10^6 bytes) and MiB with compression ratios. Exit status 1 on any error.
+(``--coder ans``: entropy-coded ternary codes; ``dense2``: 2 bits per weight; ALQ runs: bitplanes of the
+live slots, masks and alphas), checks that the packed model's logits equal the run's ternary (ALQ:
+multi-bit) evaluation on a random batch (skip with ``--no-verify``) and prints the per-layer table:
+fp32 bytes, dense 2-bit (ALQ: storage of spec 1.6, codes + alphas), entropy bound, coded bytes, bits per
+weight (ALQ: average bitwidth), sparsity, totals in MB (10^6 bytes) and MiB with compression ratios.
+Exit status 1 on any error.
 """
 
 from __future__ import annotations
@@ -45,16 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(report.table())
     if not args.no_verify:
+        what = "multi-bit" if cfg.method == "alq" else "ternary"
         try:
             diff = check_round_trip(run, args.out)
         except PackedFormatError as e:
             print(f"hqjax.export: {e}", file=sys.stderr)
             return 1
         if diff != 0.0:
-            print(f"round trip: logits differ from the ternary evaluation (max |diff| {diff:.3g})",
+            print(f"round trip: logits differ from the {what} evaluation (max |diff| {diff:.3g})",
                   file=sys.stderr)
             return 1
-        print("round trip: logits identical to the run's ternary evaluation")
+        print(f"round trip: logits identical to the run's {what} evaluation")
     if args.json:
         totals = {"file": args.out, "method": cfg.method, "model": cfg.model, "step": run.step,
                   **report.as_dict()}

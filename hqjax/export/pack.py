@@ -416,11 +416,11 @@ def multibit_groups(bases: Any, alpha: Any, mask: Any) -> np.ndarray:
     """The float32 group vectors ``w_g = sum_i m_gi alpha_gi b_gi`` with a defined summation order.
 
     Each term is ``(m_gi * alpha_gi) * b_gi`` in float32 (exact: the factors are 0/1 and +-1); the terms
-    are added one slot at a time, ``((0 + t_0) + t_1) + ... + t_{I-1}``, starting from ``+0.0``. On
-    XLA:CPU this is bit-for-bit what ``jax.jit(lambda m, a, b: jnp.sum(m[..., None] * a[..., None] * b,
-    axis=1))`` computes for ``I <= 16`` (ALQ uses at most 8 slots); an eager (un-jitted) ``jnp.sum`` and
-    larger ``I`` may add in another order and differ in the last bits. `multibit_groups_jax` adds in
-    this order on every backend, so a forward pass built on it matches an export exactly.
+    are added one slot at a time, ``((0 + t_0) + t_1) + ... + t_{I-1}``, starting from ``+0.0``. This is
+    the order of `hqjax.ops.alq.reconstruct`, the reconstruction ALQ trains and evaluates with (eagerly
+    and under ``jax.jit``, on every backend), and of `multibit_groups_jax`, so an exported ALQ layer
+    rebuilds its forward weights bit for bit. (On XLA:CPU it is also what a jitted ``jnp.sum`` over the
+    slot axis computes for ``I <= 16``; an eager ``jnp.sum`` may add in another order.)
 
     Returns:
       float32 ``(G, n)``.

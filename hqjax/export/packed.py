@@ -8,9 +8,14 @@ it is. `load_packed(path)` returns ``{'params': ..., 'batch_stats': ...}`` as Nu
 equal the ternary forward weights element for element, so the logits equal those of the training-time
 ternary evaluation exactly.
 
-Multi-bit (ALQ) tensors enter through the `multibit` argument (`hqjax.export.pack.MultiBitLayer` per
-parameter path) and are rebuilt at load time with ``from_groups(multibit_groups(...), shape, structure,
-subc)``.
+Multi-bit (ALQ) models: for the optimizer state of `hqjax.alq` (`hqjax.transforms.alq_optimizer`) every
+quantized parameter is stored as in spec 1.6, the bitplanes of its live basis slots, the live-slot mask
+and the live coordinates (alphas) in float32 (`hqjax.export.pack.MultiBitLayer`, built by
+`forward_variables` from the state's bases, alphas, masks and group layouts); a `multibit` argument
+gives or replaces such layers explicitly. They are rebuilt at load time with
+``from_groups(multibit_groups(...), shape, structure, subc)``, which adds the slots in the order of
+`hqjax.ops.alq.reconstruct`, so the loaded weights equal ALQ's reconstruction (what
+``hqjax.ternary_params`` / ``hqjax.forward_params`` return for an ALQ state) bit for bit.
 """
 
 from __future__ import annotations
@@ -111,39 +116,49 @@ def _from_le(data: bytes | memoryview, dtype: np.dtype, shape: tuple[int, ...]) 
 
 def forward_variables(
     params: Any, opt_state: Any = None, batch_stats: Any = None
-) -> tuple[dict[str, Any], dict[str, int | None]]:
-    """The variables of the ternary forward pass and the unit axis of each quantized parameter.
+) -> tuple[dict[str, Any], dict[str, int | None], dict[str, pk.MultiBitLayer]]:
+    """The variables of the forward pass and how each quantized parameter is stored.
 
     Args:
       params: latent parameters.
-      opt_state: the optimizer state of a hqjax recipe, or None for a full-precision model.
+      opt_state: the optimizer state of a hqjax recipe (ternary, or ALQ's multi-bit `hqjax.alq`), or None
+        for a full-precision model.
       batch_stats: BatchNorm running statistics (None or ``{}`` for models without BatchNorm).
 
     Returns:
-      ``(variables, ternary)``: ``{'params': hqjax.ternary_params(params, opt_state), 'batch_stats': ...}``
-      and ``{parameter path: unit axis}`` of the quantized parameters.
+      ``(variables, ternary, multibit)``: ``{'params': hqjax.ternary_params(params, opt_state),
+      'batch_stats': ...}`` (for ALQ the exact reconstruction the network computes with),
+      ``{parameter path: unit axis}`` of the ternary parameters and ``{parameter path: MultiBitLayer}``
+      of ALQ's multi-bit parameters (their bases, coordinates and live-slot masks, with the group layout
+      of the optimizer's config). At most one of the two is non-empty.
     """
     import jax
 
     from hqjax.forward import find_quantizer_states, ternary_params
+    from hqjax.transforms.alq import alq_layers, find_alq_state
 
+    ternary: dict[str, int | None] = {}
+    multibit: dict[str, pk.MultiBitLayer] = {}
     if opt_state is None:
-        fwd, ternary = params, {}
-    else:
-        is_alq = lambda x: type(x).__name__ == "ALQState"  # noqa: E731
-        if any(is_alq(x) for x in jax.tree_util.tree_leaves(opt_state, is_leaf=is_alq)):
-            raise ValueError(
-                "This optimizer state is ALQ's (multi-bit): export it with opt_state=None and "
-                "multibit={path: hqjax.export.MultiBitLayer(bases, alpha, mask, shape, structure, subc)} "
-                "for its quantized layers."
+        fwd = params
+    elif (alq := find_alq_state(opt_state)) is not None:
+        fwd = jax.jit(ternary_params)(params, opt_state)
+        layers = jax.device_get(alq_layers(alq))
+        multibit = {
+            path: pk.MultiBitLayer(
+                np.asarray(layers[path].bases), np.asarray(layers[path].alpha, np.float32),
+                np.asarray(layers[path].mask, bool), tuple(shape), structure, int(subc),
             )
+            for path, shape, structure, subc, _ in alq.config.layouts
+        }
+    else:
         cfg = find_quantizer_states(opt_state).config
         fwd = jax.jit(ternary_params)(params, opt_state)
         ternary = {p: cfg.axis for p in cfg.selected}
     variables = {"params": jax.device_get(fwd)}
     if batch_stats:
         variables["batch_stats"] = jax.device_get(batch_stats)
-    return variables, ternary
+    return variables, ternary, multibit
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -231,8 +246,8 @@ def _pack_multibit(
         raise ValueError(
             f"{name}: the multi-bit layer has shape {tuple(layer.shape)}, the parameter {x.shape}."
         )
-    bases = np.asarray(layer.bases)
-    mask_bits, alphas, planes = pk.pack_multibit(bases, layer.alpha, layer.mask)
+    bases, mask = np.asarray(layer.bases), np.asarray(layer.mask, bool)
+    mask_bits, alphas, planes = pk.pack_multibit(bases, layer.alpha, mask)
     g, i, n = bases.shape
     if g * n != x.size:
         raise ValueError(f"{name}: {g} groups of {n} weights do not make a tensor of {x.size} weights.")
@@ -242,12 +257,15 @@ def _pack_multibit(
         "structure": str(layer.structure),
         "subc": int(layer.subc),
     }
-    dead_groups = int(np.count_nonzero(~np.asarray(layer.mask, bool).any(axis=1)))
+    live = layer.live
+    plus = int(np.count_nonzero(bases[mask] > 0))
+    bound = (pk.entropy_bits([plus, live * n - plus]) + pk.entropy_bits([live, g * i - live])) / 8.0
+    zeros = int(np.count_nonzero(pk.multibit_groups(bases, layer.alpha, mask) == 0))
     codes = len(planes) + len(mask_bits)
     size = TensorSize(
-        path=name, kind="multibit", numel=int(x.size), units=layer.live, zeros=dead_groups * n,
-        itemsize=4, dense2_bytes=codes, entropy_bytes=float(codes), coded_bytes=codes,
-        side_bytes=len(alphas), stored_bytes=codes + len(alphas),
+        path=name, kind="multibit", numel=int(x.size), units=live, zeros=zeros, itemsize=4,
+        dense2_bytes=len(planes), entropy_bytes=bound, coded_bytes=codes, side_bytes=len(alphas),
+        stored_bytes=codes + len(alphas), code_bits=live * n,
     )
     return record, [mask_bits, alphas, planes], size
 
@@ -399,18 +417,22 @@ def export(
     """Write the packed model of a trained network to `path` and return `path`.
 
     Quantized parameters are stored as ternary codes (entropy-coded with ``coder='ans'``, 2 bits per
-    weight with ``'dense2'``) plus one float32 magnitude per unit (two for TTQ); all other parameters and
-    the BatchNorm running statistics in their own dtype (float32). The file is written atomically.
+    weight with ``'dense2'``) plus one float32 magnitude per unit (two for TTQ), or, for an ALQ state, as
+    the bitplanes of their live slots, the live-slot masks and float32 alphas (the coder does not apply);
+    all other parameters and the BatchNorm running statistics in their own dtype (float32). The file is
+    written atomically.
 
     Args:
       params: latent parameters of the run.
-      opt_state: the optimizer state of a hqjax recipe (None: a full-precision model, stored as is).
+      opt_state: the optimizer state of a hqjax recipe, ALQ's included (None: a full-precision model,
+        stored as is).
       path: output file.
       batch_stats: BatchNorm running statistics (omit for models without BatchNorm).
       model, num_classes, model_kwargs, input_shape: the registry model the variables belong to
         (recorded in the file, checked against the shapes, used by `load_model`).
       coder: ``'ans'`` or ``'dense2'``.
-      multibit: ALQ tensors, ``{parameter path: MultiBitLayer}`` (see `pack_variables`).
+      multibit: ``{parameter path: MultiBitLayer}`` stored as multi-bit tensors (see `pack_variables`);
+        by default those of an ALQ `opt_state` (`forward_variables`), which given ones replace.
       meta: extra JSON information to record.
 
     Returns:
@@ -424,9 +446,7 @@ def export(
       >>> hqjax.load_packed(f)['params']['Dense_0']['kernel'].tolist()
       [[1.0, -0.20000000298023224], [-1.0, 0.0]]
     """
-    variables, ternary = forward_variables(params, opt_state, batch_stats)
-    for p in multibit or {}:
-        ternary.pop(p, None)
+    variables, ternary, multibit = _forward(params, opt_state, batch_stats, multibit)
     export_variables(
         path, variables, ternary=ternary, multibit=multibit, coder=coder, model=model,
         num_classes=num_classes, model_kwargs=model_kwargs, input_shape=input_shape, meta=meta,
@@ -442,7 +462,7 @@ def size_report(
     coder: str = "ans",
     **kwargs: Any,
 ) -> SizeReport:
-    """Sizes of the packed model: fp32, dense 2-bit, entropy bound, entropy-coded, and the file.
+    """Sizes of the packed model: fp32, dense 2-bit (ALQ: storage of spec 1.6), entropy bound, coded, file.
 
     Packs the model in memory exactly as `export` would (the coded sizes are real coder output), without
     writing a file. ``report.fp32_bytes``, ``report.dense2_bytes`` and ``report.coded_bytes`` are the three
@@ -452,8 +472,8 @@ def size_report(
 
     Args:
       params, opt_state, batch_stats, coder: as for `export`.
-      **kwargs: the other keyword arguments of `export` (model, num_classes, model_kwargs, input_shape,
-        multibit, meta); they change only the header, hence `file_bytes`.
+      **kwargs: the other keyword arguments of `export`: multibit (as for `export`), and model,
+        num_classes, model_kwargs, input_shape, meta, which change only the header, hence `file_bytes`.
 
     Examples:
       >>> import optax, hqjax
@@ -462,11 +482,20 @@ def size_report(
       >>> r.fp32_bytes, r.dense2_bytes, r.coded_bytes
       (8192, 640, 128)
     """
-    variables, ternary = forward_variables(params, opt_state, batch_stats)
-    for p in kwargs.get("multibit") or {}:
-        ternary.pop(p, None)
-    _, report = pack_variables(variables, ternary=ternary, coder=coder, **kwargs)
+    variables, ternary, multibit = _forward(params, opt_state, batch_stats, kwargs.pop("multibit", None))
+    _, report = pack_variables(variables, ternary=ternary, multibit=multibit, coder=coder, **kwargs)
     return report
+
+
+def _forward(
+    params: Any, opt_state: Any, batch_stats: Any, multibit: Mapping[str, pk.MultiBitLayer] | None
+) -> tuple[dict[str, Any], dict[str, int | None], dict[str, pk.MultiBitLayer]]:
+    """`forward_variables`, with explicitly given multi-bit layers replacing what the state implies."""
+    variables, ternary, found = forward_variables(params, opt_state, batch_stats)
+    given = dict(multibit or {})
+    for p in given:
+        ternary.pop(p, None)
+    return variables, ternary, {**found, **given}
 
 
 # ---------------------------------------------------------------------------------------------------------

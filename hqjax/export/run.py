@@ -133,16 +133,15 @@ def export_kwargs(config: Any, step: int) -> dict[str, Any]:
 def export_run(
     workdir: str, out: str, *, coder: str = "ans", step: int | None = None
 ) -> tuple[RestoredRun, SizeReport]:
-    """Restore a run (`restore_run`) and write its packed model to `out`; returns ``(run, report)``."""
+    """Restore a run (`restore_run`) and write its packed model to `out`; returns ``(run, report)``.
+
+    Ternary runs store codes and scales; ALQ runs the bitplanes, masks and alphas of their multi-bit
+    layers (see `hqjax.export.export`).
+    """
     run = restore_run(workdir, step)
-    if run.config.method == "alq":
-        raise ValueError(
-            "Export of ALQ runs needs their multi-bit layers: build hqjax.export.MultiBitLayer for each "
-            "quantized path from the ALQ state and call hqjax.export(..., multibit=...)."
-        )
-    variables, ternary = forward_variables(run.state.params, run.opt_state, run.state.batch_stats)
+    variables, ternary, multibit = forward_variables(run.state.params, run.opt_state, run.state.batch_stats)
     kwargs = export_kwargs(run.config, run.step)
-    report = export_variables(out, variables, ternary=ternary, coder=coder, **kwargs)
+    report = export_variables(out, variables, ternary=ternary, multibit=multibit, coder=coder, **kwargs)
     return run, report
 
 
@@ -150,7 +149,8 @@ def check_round_trip(run: RestoredRun, path: str, batch: int = 2, seed: int = 0)
     """Max |difference| between the logits of the packed model and of the run's ternary evaluation.
 
     Both are computed on the same random batch, the reference as the training loop's evaluation does
-    (``model.apply`` on `hqjax.ternary_params` inside one `jax.jit`). 0.0 means identical logits.
+    (``model.apply`` on `hqjax.ternary_params`, for ALQ its multi-bit reconstruction, inside one
+    `jax.jit`). 0.0 means identical logits.
     """
     import jax
     import jax.numpy as jnp

@@ -114,7 +114,9 @@ def get(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
         num_classes: classifier outputs; defaults to the model's dataset (10 or 1000).
         **kwargs: other attributes of the model class (e.g. ``shortcut='B'`` for the CIFAR
             ResNets, ``small_stem=True`` for the ImageNet ResNets, ``width_multiplier=0.5``,
-            ``dtype=jnp.bfloat16``, ``conv=MyConv``).
+            ``dtype=jnp.bfloat16``, ``conv=MyConv``). ``act_bits=k`` (and ``act_clip``, default 1)
+            replaces the ReLU by `hqjax.ops.k_bit_relu`: k-bit activations with a clipped STE (an
+            option, not in the official ALQ code; spec section 1.7).
 
     Returns:
         The (unbound) Flax module. Call ``model.init(rng, x, train=False)`` and
@@ -127,6 +129,14 @@ def get(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
             (the message lists the accepted keywords).
     """
     s = spec(name)
+    act_bits = kwargs.pop("act_bits", None)
+    act_clip = kwargs.pop("act_clip", 1.0)
+    if act_bits is not None:
+        if "act" in kwargs:
+            raise TypeError("pass either `act` or `act_bits`, not both.")
+        from hqjax.ops.activation import k_bit_relu
+
+        kwargs["act"] = k_bit_relu(act_bits, act_clip)
     accepted = [
         f.name
         for f in dataclasses.fields(s.cls)

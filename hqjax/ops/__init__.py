@@ -1,10 +1,11 @@
 """Pure quantization ops: functions on arrays, no state, jit- and vmap-able.
 
 Modules: `sphere` (B1, B4), `prune` (B6), `ternary` (B2, B3), `ste` (B5, section 7.2), `soft`
-(HLA-TQ section 5.2) and `alq` (ALQ section 1). Block and section numbers refer to the algorithm
-specification.
+(HLA-TQ section 5.2), `alq` (ALQ section 1) and `activation` (optional k-bit activations, section 1.7).
+Block and section numbers refer to the algorithm specification.
 """
 
+from hqjax.ops.activation import k_bit_relu, quantize_activation
 from hqjax.ops.alq import (
     ALQ_STRUCTURES,
     alq_storage_bits,
@@ -60,6 +61,8 @@ __all__ = [
     "THRESHOLD_RULES",
     "Ternary",
     "agp_schedule",
+    "k_bit_relu",
+    "quantize_activation",
     "agp_sparsity",
     "alq_storage_bits",
     "average_bits",

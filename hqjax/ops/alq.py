@@ -196,9 +196,14 @@ def _float(x: jax.Array) -> jax.Array:
 def reconstruct(bases: jax.Array, alpha: jax.Array, mask: jax.Array) -> jax.Array:
     """Group weights ``w_hat = sum_i mask_i alpha_i b_i`` ``(G, n)`` (ALGORITHMS.md section 1.1).
 
-    Computed exactly as ``jnp.sum((mask * alpha)[..., None] * bases.astype(alpha.dtype), axis=1)``
-    (a fixed formula, so the result can be reproduced bit for bit from exported codes), in the dtype
-    of `alpha`.
+    Computed in the dtype ``D`` of `alpha` with a fixed order of operations, so that the result can be
+    reproduced bit for bit from exported codes (`hqjax.export.pack.multibit_groups` adds in the same
+    order): each term is ``t_i = (mask_i.astype(D) * alpha_i) * bases_i.astype(D)``, exact since the
+    factors are 0/1 and -1/0/+1, and the terms are added one slot at a time from ``+0.0``,
+    ``((0 + t_0) + t_1) + ... + t_{I-1}`` (an unrolled sum over the slot axis, not a reduction whose
+    order the compiler chooses). XLA does not re-associate floating-point additions, and contracting a
+    product and an addition into an FMA cannot change the result since every product is exact, so the
+    result is the same eagerly and under `jax.jit`, on every backend (up to the sign of an exact zero).
 
     Args:
       bases: ``(G, I, n)`` codes in {-1, +1} (any value on dead slots; masked out).
@@ -215,7 +220,12 @@ def reconstruct(bases: jax.Array, alpha: jax.Array, mask: jax.Array) -> jax.Arra
     mask = _check_slots(mask, bases, "mask")
     if not jnp.issubdtype(alpha.dtype, jnp.floating):
         raise ValueError(f"`alpha` must be a float array, got dtype {alpha.dtype}.")
-    return jnp.sum((mask * alpha)[..., None] * bases.astype(alpha.dtype), axis=1)
+    dtype = alpha.dtype
+    acc = jnp.zeros((bases.shape[0], bases.shape[2]), dtype)
+    for i in range(bases.shape[1]):  # unrolled: I is small and static; fixes the summation order
+        coef = mask[:, i].astype(dtype) * alpha[:, i]
+        acc = acc + coef[:, None] * bases[:, i, :].astype(dtype)
+    return acc
 
 
 def grad_to_alpha(bases: jax.Array, g_groups: jax.Array, mask: jax.Array) -> jax.Array:

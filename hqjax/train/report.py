@@ -6,10 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import numpy as np
 
 import hqjax
-from hqjax.selection import leaf_paths
 
 
 def layer_stats(state: Any, summarize: Callable[[Any, Any], dict] = hqjax.summarize) -> dict[str, float]:
@@ -21,27 +19,22 @@ def layer_stats(state: Any, summarize: Callable[[Any, Any], dict] = hqjax.summar
     return {k: float(v) for k, v in stats.items()}
 
 
-def model_sizes(state: Any, config: Any, stats: dict[str, float] | None = None) -> dict[str, float]:
-    """Honest size counts in bytes (spec B7) from `hqjax.export.size_report`, the one size accounting.
+def model_sizes(state: Any, config: Any) -> dict[str, float]:
+    """Honest size counts in bytes (spec B7, 1.6) from `hqjax.export.size_report`, the one size accounting.
 
-    ``fp32_bytes``: 4 bytes per parameter; ``dense2_bytes``: ternary codes at 2 bits per weight plus
-    side data; ``entropy_bytes``: their entropy bound plus side data; ``coded_bytes``: the exact size of
-    the entropy-coded file ``python -m hqjax.export`` writes from the run's checkpoint at this step (codes,
-    per-unit scales, BatchNorm parameters and running statistics, biases, header and checksum). ALQ runs
-    report the storage of spec 1.6 (``quantizer/storage_bytes`` of `hqjax.summarize`) in the three
-    quantized columns.
+    ``fp32_bytes``: 4 bytes per parameter; ``dense2_bytes``: ternary codes at 2 bits per weight plus side
+    data, for ALQ its storage of spec 1.6 (binary codes at their live bits, 32-bit alphas) plus side data;
+    ``entropy_bytes``: the codes' entropy bound plus side data; ``coded_bytes``: the exact size of the
+    file ``python -m hqjax.export`` writes from the run's checkpoint at this step (codes, or ALQ's
+    bitplanes and live-slot masks, per-unit scales or alphas, BatchNorm parameters and running
+    statistics, biases, header and checksum); ``quantized``: the number of quantized (ternary or
+    multi-bit) weights.
     """
     from hqjax.export import size_report
     from hqjax.export.run import export_kwargs
 
-    method = config.method
     params = jax.device_get(state.params)
-    if method == "alq":
-        total = sum(int(np.size(x)) for _, x in leaf_paths(params))
-        storage = (stats or {}).get("quantizer/storage_bytes", float("nan"))
-        return {"params": total, "quantized": 0, "fp32_bytes": 4.0 * total, "dense2_bytes": storage,
-                "entropy_bytes": storage, "coded_bytes": storage}
-    opt_state = None if method == "fp" else jax.device_get(state.opt_state)
+    opt_state = None if config.method == "fp" else jax.device_get(state.opt_state)
     kwargs = export_kwargs(config, int(jax.device_get(state.step)))
     r = size_report(params, opt_state, batch_stats=jax.device_get(state.batch_stats), **kwargs)
     return {
@@ -67,7 +60,7 @@ def final_report(
 ) -> dict[str, Any]:
     """Print (process 0) and return the run summary: accuracies, sparsity, bits, sizes, time."""
     stats = layer_stats(state, summarize or hqjax.summarize) if config.method != "fp" else None
-    sizes = model_sizes(state, config, stats)
+    sizes = model_sizes(state, config)
     last = history[-1] if history else {}
     summary: dict[str, Any] = {
         "method": config.method,
@@ -113,8 +106,14 @@ def format_summary(s: dict[str, Any]) -> str:
         "* latent network evaluated after re-estimating BatchNorm statistics for its weights",
         f"{'size':<22}{'bytes':>14}{'MB':>10}{'MiB':>10}{'ratio':>9}",
     ]
-    for name, key in (("fp32", "fp32_bytes"), ("dense 2-bit", "dense2_bytes"),
-                      ("entropy bound", "entropy_bytes"), ("entropy-coded file", "coded_bytes")):
+    alq = s["method"] == "alq"  # spec 1.6 storage; bitplanes and masks are stored, not entropy-coded
+    rows = (
+        ("fp32", "fp32_bytes"),
+        ("ALQ storage" if alq else "dense 2-bit", "dense2_bytes"),
+        ("entropy bound", "entropy_bytes"),
+        ("coded file" if alq else "entropy-coded file", "coded_bytes"),
+    )
+    for name, key in rows:
         b = s[key]
         lines.append(f"{name:<22}{b:>14,.0f}{b / 1e6:>10.3f}{b / 2**20:>10.3f}{fp32 / b:>8.1f}x")
     return "\n".join(lines)

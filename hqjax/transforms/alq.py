@@ -495,6 +495,12 @@ def alq_params(params: Any, state: ALQState, *, differentiable: bool = True) -> 
 
     With ``differentiable`` the gradient of a loss w.r.t. the returned leaf flows unchanged to the
     parameter (ALQ's optimizer needs the gradient at the quantized weights, 7.2).
+
+    Each reconstruction passes through `jax.lax.optimization_barrier`, so that inside a jitted forward
+    pass the compiler materialises the weight tensor instead of folding the group-to-kernel transpose of
+    `hqjax.ops.alq.from_groups` into the consuming dot or convolution (which changes that operation's
+    accumulation order): the network computes with exactly these weights, as a model loaded from a packed
+    export (`hqjax.export`) does, and gives the same logits bit for bit.
     """
     params = unbox(params)
     weights = alq_reconstruction(state)
@@ -503,6 +509,7 @@ def alq_params(params: Any, state: ALQState, *, differentiable: bool = True) -> 
         w = weights.get(path_str(path))
         if w is None:
             return p
+        w = jax.lax.optimization_barrier(w)
         return _use_reconstruction(p, w) if differentiable else w.astype(p.dtype)
 
     return jax.tree_util.tree_map_with_path(one, params)

@@ -197,12 +197,3 @@ def test_hqjax_export_is_both_the_function_and_the_package(packed, tmp_path):
     path = ex(params, state, tmp_path / "m.hqx", meta={"note": "test"})  # the module is callable
     assert open(path, "rb").read() == data
 
-
-def test_an_alq_state_is_pointed_to_the_multibit_hook():
-    from typing import Any, NamedTuple
-
-    class ALQState(NamedTuple):  # stands for hqjax's ALQ optimizer state
-        layers: Any
-
-    with pytest.raises(ValueError, match=r"ALQ's \(multi-bit\): export it with opt_state=None"):
-        hqjax.export.forward_variables(_params(), (ALQState(layers={}),))

@@ -10,6 +10,7 @@ import pytest
 from hqjax.export import pack as pk
 from hqjax.export import pack_variables, read_packed
 from hqjax.export.pack import MultiBitLayer
+from hqjax.ops.alq import reconstruct
 
 
 def _h(p0):
@@ -176,11 +177,12 @@ def test_multibit_groups_match_the_jitted_jnp_formula_bit_for_bit(i):
     ours = pk.multibit_groups(bases, alpha, mask)
     ref = np.asarray(jax.jit(_jnp_formula)(jnp.asarray(mask), jnp.asarray(alpha), jnp.asarray(bases)))
     np.testing.assert_array_equal(ours.view(np.uint32), ref.view(np.uint32))
-    # the ordered jax version, eager and jitted
-    eager = np.asarray(pk.multibit_groups_jax(bases, alpha, mask))
-    jitted = np.asarray(jax.jit(pk.multibit_groups_jax)(bases, alpha, mask))
-    np.testing.assert_array_equal(eager.view(np.uint32), ours.view(np.uint32))
-    np.testing.assert_array_equal(jitted.view(np.uint32), ours.view(np.uint32))
+    # the ordered jax version and ALQ's own reconstruction, eager and jitted
+    for fn in (pk.multibit_groups_jax, reconstruct):
+        eager = np.asarray(fn(bases, alpha, mask))
+        jitted = np.asarray(jax.jit(fn)(bases, alpha, mask))
+        np.testing.assert_array_equal(eager.view(np.uint32), ours.view(np.uint32))
+        np.testing.assert_array_equal(jitted.view(np.uint32), ours.view(np.uint32))
 
 
 def test_multibit_groups_closed_form():

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import hqjax
 from hqjax.ops import (
     ALQ_STRUCTURES,
     alq_storage_bits,
@@ -400,3 +401,22 @@ def test_resnet18_storage_at_two_bits():
 def test_errors_name_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_k_bit_activations_levels_and_clipped_straight_through_gradient():
+    x = jnp.linspace(-0.5, 1.5, 41)
+    for bits in (1, 2, 4):
+        q = hqjax.quantize_activation(x, bits)
+        levels = np.arange(2**bits) / (2**bits - 1)
+        assert np.all(np.min(np.abs(np.asarray(q)[:, None] - levels[None]), axis=1) < 1e-7)
+        np.testing.assert_allclose(q, np.round(np.clip(x, 0, 1) * (2**bits - 1)) / (2**bits - 1), atol=1e-7)
+    g = jax.grad(lambda v: jnp.sum(hqjax.quantize_activation(v, 2) * jnp.arange(41.0)))(x)
+    inside = (np.asarray(x) >= 0) & (np.asarray(x) <= 1)
+    np.testing.assert_array_equal(g, np.where(inside, np.arange(41.0), 0.0))
+    from hqjax import models
+
+    model = models.get("lenet5", act_bits=2)
+    v = model.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)), train=False)
+    assert model.apply(v, jnp.ones((2, 28, 28, 1)), train=False).shape == (2, 10)
+    with pytest.raises(ValueError, match="bits"):
+        hqjax.k_bit_relu(0)

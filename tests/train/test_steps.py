@@ -75,3 +75,27 @@ def test_eval_step_counts_masked_examples_once():
     out = ev(state, b)
     assert float(out["count"]) == 10.0
     assert 0.0 <= float(out["correct"]) <= 10.0
+
+
+def test_frozen_batchnorm_step_trains_params_and_keeps_the_statistics():
+    model, _, state, batches = _setup()
+    prune = hqjax.transforms.alq_optimizer(1e-3, lambda t: 3, lambda t: 0.0, num_bases=2)
+    assert bool(hqjax.transforms.alq_bn_frozen(prune.init(state.params)))
+    tx = hqjax.transforms.alq_optimizer(1e-3, lambda t: 0, lambda t: 0.0, num_bases=2)  # coordinate
+    state = state._replace(opt_state=tx.init(state.params))
+    assert not bool(hqjax.transforms.alq_bn_frozen(state.opt_state))
+    frozen = jax.jit(make_train_step(model, tx, hqjax.forward_params, bn_frozen=True))
+    by_state = jax.jit(make_train_step(model, tx, hqjax.forward_params,
+                                       bn_frozen=lambda opt_state: jnp.asarray(True)))
+    s_frozen, m_frozen = frozen(state, batches[0])
+    s_cond, m_cond = by_state(state, batches[0])
+    assert_trees_all_close(s_frozen.batch_stats, state.batch_stats, rtol=0, atol=0)
+    assert_trees_all_close(s_cond, s_frozen, rtol=1e-6, atol=1e-7)
+    # BatchNorm normalised with the running statistics: not the loss with batch statistics
+    params = hqjax.forward_params(state.params, state.opt_state)
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    logits, _ = model.apply(variables, batches[0]["image"], train=True, mutable=["batch_stats"])
+    train_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batches[0]["label"]).mean()
+    assert abs(float(m_frozen["loss"]) - float(train_loss)) > 1e-3
+    bn = lambda s: s.params["stage1_block0"]["bn1"]["scale"]  # noqa: E731
+    assert not np.allclose(bn(s_frozen), bn(state))  # BatchNorm's affine is still trained

@@ -1,0 +1,24 @@
+"""ALQ's VGG-small on CIFAR-10 (the official ALQ CIFAR-10 network, spec section 1.1).
+
+Needs tfds' cifar10 in array_record format: `tfds build cifar10 --file_format=array_record`.
+
+    python train.py --config configs/cifar10_vgg_small.py:alq --workdir runs/c10_vgg_alq
+    python train.py --config configs/cifar10_vgg_small.py:hq --workdir runs/c10_vgg_hq
+"""
+
+from __future__ import annotations
+
+from configs.cifar10_resnet20 import cifar10_config
+
+
+def get_config(method: str = "alq"):
+    """VGG-small on CIFAR-10. For 'alq': the official pipeline (5 rounds, pr 0.4, top_k 0.002; 225
+    epochs) after 100 epochs of full-precision Adam (the official pre-training starts at an effective
+    lr of 1e-2); other methods as `configs.cifar10_resnet20`."""
+    c = cifar10_config("vgg_small", method or "alq")
+    if c.method == "alq":
+        c.pretrain.epochs = 100
+        c.pretrain.optimizer = "adam"
+        c.pretrain.learning_rate = 1e-2
+        c.pretrain.weight_decay = 0.0
+    return c
