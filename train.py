@@ -7,6 +7,12 @@
 Every field of the config can be overridden with ``--config.FIELD=VALUE``; an unknown field or an
 invalid value stops the program before anything starts. Re-running with the same ``--workdir``
 resumes from its newest checkpoint.
+
+Several processes (hosts of a TPU pod or GPU cluster) run this same program, each as one process of the
+run: ``--coordinator=HOST:PORT --num_processes=N --process_id=I`` (or the environment variables
+HQJAX_COORDINATOR / HQJAX_NUM_PROCESSES / HQJAX_PROCESS_ID, or jax's JAX_COORDINATOR_ADDRESS /
+JAX_NUM_PROCESSES / JAX_PROCESS_ID), or ``--distributed=auto`` where jax detects them (Cloud TPU,
+SLURM). ``python -m hqjax.launch`` starts such a run on one machine's CPU for testing.
 """
 
 from __future__ import annotations
@@ -29,6 +35,18 @@ flags.DEFINE_integer(
     "Virtual CPU devices to split each batch over on a CPU-only machine (0: one per core). Ignored "
     "when XLA_FLAGS already sets a host device count.",
 )
+flags.DEFINE_enum(
+    "distributed", "env", ["env", "auto", "off"],
+    "Multi-process runs. env: join one when a coordinator is set (flag or environment), else run alone; "
+    "auto: always call jax.distributed.initialize(), which detects unset values (Cloud TPU, SLURM, ...); "
+    "off: single process.",
+)
+flags.DEFINE_string("coordinator", None, "HOST:PORT of process 0 (default: HQJAX_COORDINATOR).")
+flags.DEFINE_integer("num_processes", None, "Processes in the run (default: HQJAX_NUM_PROCESSES).")
+flags.DEFINE_integer(
+    "process_id", None, "This process's index in [0, num_processes) (default: HQJAX_PROCESS_ID)."
+)
+flags.DEFINE_float("distributed_timeout", 300.0, "Seconds the processes may take to all join the run.")
 
 
 def main(argv: list[str]) -> None:
@@ -40,15 +58,22 @@ def main(argv: list[str]) -> None:
 
     os.environ["XLA_FLAGS"] = cpu_device_flags(flags.FLAGS.cpu_devices or None)
 
+    from hqjax.train import distributed
     from hqjax.train.config import validate
     from hqjax.train.loop import train_and_evaluate
 
-    config = flags.FLAGS.config
+    f = flags.FLAGS
+    try:  # before anything uses jax (validating the config evaluates schedules)
+        distributed.initialize(f.coordinator, f.num_processes, f.process_id, mode=f.distributed,
+                               timeout_s=f.distributed_timeout)
+    except (distributed.DistributedConfigError, TimeoutError) as e:
+        sys.exit(f"Cannot join the multi-process run: {e}")
+    config = f.config
     try:
         validate(config)
     except ValueError as e:
         sys.exit(f"Invalid configuration: {e}")
-    train_and_evaluate(config, flags.FLAGS.workdir)
+    train_and_evaluate(config, f.workdir)
 
 
 if __name__ == "__main__":

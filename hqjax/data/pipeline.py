@@ -12,6 +12,12 @@ repeat (`num_epochs`, None = forever) -> random augmentation with a per-record g
 the seed, the shard and the record's position -> batch with ``drop_remainder=True`` -> normalise.
 Batches run across epoch boundaries (a partial batch only ever is dropped at the very end).
 
+With ``host_sharding='interleaved'`` (what `hqjax.train` uses) the training order instead comes from
+one shuffle of the whole source, seeded as a single host's would be, and host ``i`` reads records
+``[i*B, (i+1)*B)`` of every global batch of ``B*shard_count`` records. Each host still reads only its
+own records, and the global batches are the same for any number of hosts: a run on 2 hosts x 4 devices
+trains the same model as one on 1 host x 8 devices.
+
 Pipeline (eval): this host's shard (contiguous; shard sizes differ by at most one) padded to the same
 number of batches on every host -> deterministic preprocessing -> batch -> normalise. Batches carry a
 ``mask`` (bool, False on padding) so that every example counts exactly once across all hosts.
@@ -33,6 +39,7 @@ from hqjax.data.sources import ArraySource
 
 __all__ = ["Collate", "EvalTransform", "TrainTransform", "local_batch_size", "make_loader", "num_batches"]
 
+HOST_SHARDINGS = ("contiguous", "interleaved")
 _RESIZE_RATIO = 256 / 224  # ImageNet evaluation: resize the shorter side to 256 for a 224 crop
 
 
@@ -141,6 +148,27 @@ class _PaddedShard(Sequence):
 
     def __repr__(self) -> str:
         return f"PaddedShard({self.source!r}, start={self.start}, stop={self.stop}, len={self.length})"
+
+
+class _HostSlices(grain.MapDataset):
+    """Host `index` of `count`'s records of `parent`: records ``[index*B, (index+1)*B)`` of every run of
+    ``B*count`` consecutive records (B = `batch_size`), i.e. its slice of every global batch."""
+
+    def __init__(self, parent: grain.MapDataset, index: int, count: int, batch_size: int) -> None:
+        super().__init__(parent)
+        self._index, self._count, self._batch = index, count, batch_size
+
+    def __len__(self) -> int:
+        return len(self._parent) // (self._count * self._batch) * self._batch
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        step, offset = divmod(int(index), self._batch)
+        return self._parent[(step * self._count + self._index) * self._batch + offset]
+
+    def __str__(self) -> str:
+        return f"HostSlices(index={self._index}, count={self._count}, batch_size={self._batch})"
 
 
 def _check_flags_parsed() -> None:
@@ -267,6 +295,7 @@ def make_loader(
     local_device_count: int | None = None,
     read_threads: int | None = None,
     worker_buffer_size: int = 2,
+    host_sharding: str = "contiguous",
 ) -> grain.IterDataset:
     """A grain pipeline of NumPy batches for one host.
 
@@ -293,6 +322,10 @@ def make_loader(
         this host's devices).
       read_threads: threads reading records (default 0 for in-memory sources, 16 for tfds).
       worker_buffer_size: batches buffered per worker process.
+      host_sharding: how training records are split over hosts: ``'contiguous'`` (each host shuffles
+        its own contiguous block of the source) or ``'interleaved'`` (one shuffle of the whole source,
+        independent of `shard_count`; each host reads its `batch_size` slice of every global batch).
+        Evaluation always covers every example once and ignores it.
 
     Returns:
       A `grain.IterDataset`. Each ``iter()`` yields dicts ``{'image': float32 (B, H, W, C),
@@ -337,7 +370,26 @@ def make_loader(
     image_size = (meta.image_shape[0], meta.image_shape[1])
     collate = Collate(meta.mean, meta.std, meta.pixel_max, normalize)
 
-    if train:
+    if host_sharding not in HOST_SHARDINGS:
+        raise ValueError(
+            f"Unknown host_sharding={host_sharding!r}; valid values are "
+            f"{', '.join(map(repr, HOST_SHARDINGS))}."
+        )
+    if train and host_sharding == "interleaved":
+        if batch_size * shard_count > n:
+            raise ValueError(
+                f"The global batch of {batch_size * shard_count} ({shard_count} hosts x {batch_size}) "
+                f"exceeds the {n} training examples; use a smaller batch."
+            )
+        # The seed of a single host's shard, so one host reads exactly what the contiguous mode reads.
+        ds = grain.MapDataset.source(source).seed(
+            int(np.random.SeedSequence([seed, 0, 1]).generate_state(1)[0])
+        )
+        ds = ds.shuffle().repeat(num_epochs)
+        ds = ds.random_map(TrainTransform(augment_name, image_size, meta.variable_size))
+        ds = _HostSlices(ds, shard_index, shard_count, batch_size)
+        it = ds.to_iter_dataset(read_options).batch(batch_size, drop_remainder=True, batch_fn=collate)
+    elif train:
         per_shard = n // shard_count
         if batch_size > per_shard:
             raise ValueError(

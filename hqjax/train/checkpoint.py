@@ -5,12 +5,19 @@ atomic saves (a step directory only appears once complete, so a torn checkpoint 
 keep-N, and a save when the process is asked to stop (preemption). A checkpoint records the config it
 was written with; restoring it under a config with a different model, method, dataset or number of
 classes is refused with an error that names the differing fields.
+
+Several processes (a multi-host run): every process calls `Checkpointer.save` and
+`Checkpointer.restore` at the same step. The train state is one global (replicated) array tree that
+orbax writes once; each process's data-iterator state is its own, stored as
+``data/process_{i}-of-{n}.json`` and read back by the same process. A checkpoint is only resumed with
+the number of processes that wrote it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +30,16 @@ IDENTITY_FIELDS: tuple[str, ...] = ("model", "method", "dataset", "num_classes",
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint in the run directory was written for a different model or method."""
+    """The checkpoint in the run directory was written for a different model, method or process count."""
+
+
+def data_filename(process_index: int, process_count: int) -> str:
+    """The file of one process's data-iterator state inside a checkpoint's ``data`` directory."""
+    return f"process_{process_index}-of-{process_count}.json"
+
+
+_DATA_FILE = re.compile(r"process_(\d+)-of-(\d+)\.json")
+_LEGACY_DATA_FILE = "metadata"  # single-process checkpoints written before per-process data files
 
 
 class Checkpointer:
@@ -40,8 +56,19 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
         )
+        self._process = (jax.process_index(), jax.process_count())
+        # Every process writes its own iterator state (primary_host=None: no single writer).
+        every_process = ocp.options.MultiprocessingOptions(primary_host=None)
         self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "data", "config")
+            self.directory,
+            options=options,
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(
+                    data_filename(*self._process), multiprocessing_options=every_process
+                ),
+                "config": ocp.JsonCheckpointHandler(),
+            },
         )
 
     def latest_step(self) -> int | None:
@@ -49,7 +76,10 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any, data_state: Any, config: Mapping[str, Any]) -> None:
-        """Save asynchronously (every process must call this; orbax coordinates the writes)."""
+        """Save asynchronously (every process must call this; orbax coordinates the writes).
+
+        `data_state` is this process's own data-iterator state (a JSON-serialisable dict).
+        """
         self._manager.save(
             int(step),
             args=ocp.args.Composite(
@@ -125,12 +155,34 @@ class Checkpointer:
         path = os.path.join(self.directory, str(step))
         saved = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
         check_compatible(saved, config, path)
+        data_state = self._read_data_state(path)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        out = self._manager.restore(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()),
-        )
-        return step, out["state"], out["data"]["iterator"]
+        out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        return step, out["state"], data_state
+
+    def _read_data_state(self, path: str) -> Any:
+        """This process's data-iterator state in the checkpoint at `path`."""
+        data_dir = os.path.join(path, "data")
+        index, count = self._process
+        names = os.listdir(data_dir) if os.path.isdir(data_dir) else []
+        if data_filename(index, count) in names:
+            name = data_filename(index, count)
+        elif count == 1 and _LEGACY_DATA_FILE in names:
+            name = _LEGACY_DATA_FILE
+        else:
+            written = sorted({int(m.group(2)) for m in map(_DATA_FILE.fullmatch, names) if m})
+            if written and count not in written:
+                raise CheckpointMismatchError(
+                    f"The checkpoint at {path} was written by a run of {written[0]} process(es); this run "
+                    f"has {count}. Each process resumes its own data iterator: restart with "
+                    f"{written[0]} process(es), or use a new --workdir."
+                )
+            raise FileNotFoundError(
+                f"{os.path.join(data_dir, data_filename(index, count))} (the data-iterator state of "
+                f"process {index}) is missing."
+            )
+        with open(os.path.join(data_dir, name), encoding="utf-8") as f:
+            return json.load(f)["iterator"]
 
 
 def check_compatible(

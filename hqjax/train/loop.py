@@ -8,13 +8,16 @@ bar come from process 0; every process takes part in checkpoint saves and restor
 
 from __future__ import annotations
 
+import copy
 import functools
+import os
 import signal
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import linen as nn
 
@@ -24,7 +27,7 @@ from hqjax.train import parallel
 from hqjax.train.checkpoint import Checkpointer
 from hqjax.train.config import validate
 from hqjax.train.logs import MetricWriter
-from hqjax.train.optim import make_optimizer
+from hqjax.train.optim import alq_pipeline_kwargs, make_optimizer
 from hqjax.train.report import final_report, layer_stats
 from hqjax.train.steps import TrainState, make_eval_step, make_train_step
 
@@ -32,22 +35,35 @@ PMAP_AXIS = "batch"
 
 
 class _StopRequest:
-    """Turns SIGTERM/SIGINT into a flag the loop checks, so it can save before exiting."""
+    """Turns SIGTERM/SIGINT into a flag the loop checks, so it can save before exiting.
+
+    With several processes all of them must stop at the same step: SIGTERM is left to jax's preemption
+    service, which agrees on that step (`Checkpointer.reached_preemption`), SIGINT is passed on to it as
+    a SIGTERM, and the flag stays False.
+    """
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        if jax.process_count() > 1:
+            handlers = {signal.SIGINT: self._to_sigterm}
+        else:
+            handlers = {signal.SIGTERM: self._handle, signal.SIGINT: self._handle}
+        for sig, handler in handlers.items():
             try:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                self._previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not in the main thread
                 pass
         return self
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
         self.requested = True
+
+    @staticmethod
+    def _to_sigterm(signum, frame) -> None:  # noqa: ARG004
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
@@ -62,28 +78,67 @@ def _forwards(method: str):
     return hqjax.forward_params, hqjax.ternary_params, hqjax.latent_params
 
 
-def _init_state(config, model, tx, input_shape, mesh) -> TrainState:
+def _init_state(config, model, tx, input_shape, mesh, pretrained=None) -> TrainState:
     """Initialise params, BatchNorm statistics and optimizer state in one compiled call, replicated.
 
     The initial weights are drawn with the 'rbg' PRNG: XLA:CPU takes ~20 s to compile a ResNet-20
     initialisation with the default threefry generator and ~2 s with rbg. The step's own key (dropout)
-    stays a threefry key.
+    stays a threefry key. `pretrained` = ``(params, batch_stats)`` replaces the random initialisation
+    (ALQ starts from a trained full-precision network).
     """
 
-    def init(init_key, state_key):
+    def init(init_key, state_key, pretrained):
         variables = model.init(init_key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
-        params = variables["params"]
+        params, batch_stats = variables["params"], variables.get("batch_stats", {})
+        if pretrained is not None:
+            params, batch_stats = pretrained
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
-            batch_stats=variables.get("batch_stats", {}),
+            batch_stats=batch_stats,
             opt_state=tx.init(params),
             rng=state_key,
         )
 
     init_key = jax.random.key(config.seed, impl="rbg")
     state_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-    return jax.jit(init, out_shardings=parallel.replicated(mesh))(init_key, state_key)
+    return jax.jit(init, out_shardings=parallel.replicated(mesh))(init_key, state_key, pretrained)
+
+
+def alq_frozen_epochs(config: Any, steps_per_epoch: int, batch_stats: Any) -> frozenset[int]:
+    """The 0-based epochs whose steps run BatchNorm in inference mode: ALQ's pruning epochs, for models
+    with BatchNorm statistics (spec section 1.4 d); empty otherwise."""
+    if config.method != "alq" or not jax.tree.leaves(batch_stats):
+        return frozenset()
+    pipe = hqjax.transforms.alq_pipeline(steps_per_epoch, **alq_pipeline_kwargs(config))
+    return frozenset(e for e, (mode, _, _) in enumerate(pipe.epochs) if mode == "prune")
+
+
+def pretrain_config(config: Any) -> Any:
+    """The full-precision run an ALQ run starts from: `config` with method 'fp', ``pretrain.epochs``
+    epochs and the optimizer settings of ``config.pretrain``."""
+    pre = config.pretrain
+    c = copy.deepcopy(config)
+    with c.unlocked():
+        c.method = "fp"
+        c.method_kwargs = ml_collections.ConfigDict()
+        c.num_epochs = pre.epochs
+        c.max_steps = 0
+        for field in ("optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule",
+                      "warmup_epochs"):
+            c[field] = pre[field]
+        c.pretrain.epochs = 0
+    return c
+
+
+def _pretrained(config: Any, workdir: str) -> tuple[Any, Any]:
+    """Train (or resume, or reload when finished) the full-precision run in ``workdir/pretrain``;
+    returns its final ``(params, batch_stats)``."""
+    if jax.process_index() == 0:
+        print(f"Full-precision pre-training ({config.pretrain.epochs} epochs) in "
+              f"{os.path.join(workdir, 'pretrain')}", flush=True)
+    _, state = _train(pretrain_config(config), os.path.join(workdir, "pretrain"))
+    return jax.device_get((state.params, state.batch_stats))
 
 
 def evaluate(eval_step, state, loader, mesh, *, pmap_devices: int = 0) -> dict[str, float]:
@@ -119,7 +174,7 @@ def latent_accuracy(
     )
     loader = data.make_loader(
         train_source, batch_size=local_batch, train=True, seed=config.seed + 1, augment=False,
-        dataset=config.dataset,
+        dataset=config.dataset, host_sharding="interleaved",
     )
     stats = state.batch_stats
     for _, batch in zip(range(config.bn_recalibration_batches), loader, strict=False):
@@ -132,11 +187,17 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     """Train and evaluate a model as `config` says; checkpoints and metrics go to `workdir`.
 
     Resumes from the newest checkpoint in `workdir` if there is one (refusing one written for a
-    different model, method or dataset).
+    different model, method or dataset). An ALQ run with ``pretrain.epochs > 0`` first trains (or
+    resumes) its full-precision starting point in ``workdir/pretrain``.
 
     Returns:
       The final summary: accuracies (latent and ternary), sparsity, bits, sizes, timings.
     """
+    return _train(config, workdir)[0]
+
+
+def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
+    """`train_and_evaluate`, also returning the final train state (on the host)."""
     validate(config)
     info = data.info(config.dataset)
     num_devices = config.num_devices or jax.device_count()
@@ -144,6 +205,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     parallel.check_batch_size(config.batch_size, mesh)
     parallel.check_batch_size(config.eval_batch_size, mesh)
     use_pmap = config.parallel == "pmap"
+    pmap_devices = num_devices // jax.process_count()  # pmap maps over this process's devices
     local_batch = config.batch_size // jax.process_count()
     local_eval_batch = config.eval_batch_size // jax.process_count()
 
@@ -169,33 +231,51 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     tx = make_optimizer(config, steps_per_epoch)
     train_forward, ternary_forward, latent_forward = _forwards(config.method)
 
-    state = _init_state(config, model, tx, info.image_shape, mesh)
     checkpointer = Checkpointer(
         workdir, max_to_keep=max(config.keep_checkpoints, 1), async_save=config.async_checkpoints
     )
+    pretrained = None
+    if config.method == "alq" and config.pretrain.epochs and checkpointer.latest_step() is None:
+        pretrained = _pretrained(config, workdir)
+    state = _init_state(config, model, tx, info.image_shape, mesh, pretrained)
+    # Each process reads its slice of every global batch; the batches do not depend on the process count.
     train_loader = data.make_loader(
         train_source, batch_size=local_batch, train=True, seed=config.seed,
-        augment=config.augment, dataset=config.dataset,
+        augment=config.augment, dataset=config.dataset, host_sharding="interleaved",
     )
     train_iter = iter(train_loader)
     restored = checkpointer.restore(state, config.to_dict())
     if restored is not None:
-        _, state, iter_state = restored
+        resumed_step, state, iter_state = restored
         train_iter.set_state(iter_state)
+        if jax.process_index() == 0:
+            print(f"Resuming from the checkpoint of step {resumed_step} in {checkpointer.directory}",
+                  flush=True)
     start_step = int(state.step)
 
+    # ALQ's pruning epochs run BatchNorm in inference mode (spec 1.4 d): a second compiled step
+    frozen_epochs = alq_frozen_epochs(config, steps_per_epoch, state.batch_stats)
     if use_pmap:
         axis = PMAP_AXIS
         train_step = jax.pmap(make_train_step(model, tx, train_forward, axis_name=axis), axis_name=axis)
+        if frozen_epochs:
+            frozen_step = jax.pmap(
+                make_train_step(model, tx, train_forward, axis_name=axis, bn_frozen=True), axis_name=axis
+            )
         eval_step = jax.pmap(make_eval_step(model, ternary_forward, axis_name=axis), axis_name=axis)
-        run_state = parallel.pmap_replicate(jax.device_get(state), num_devices)
+        run_state = parallel.pmap_replicate(jax.device_get(state), pmap_devices)
     else:
         train_step = jax.jit(make_train_step(model, tx, train_forward), donate_argnums=0)
+        if frozen_epochs:
+            frozen_step = jax.jit(make_train_step(model, tx, train_forward, bn_frozen=True), donate_argnums=0)
         eval_step = jax.jit(make_eval_step(model, ternary_forward))
         run_state = state
 
     def host_state():
-        return parallel.pmap_unreplicate(run_state) if use_pmap else run_state
+        """The train state replicated over the mesh (one global array tree, readable on every process)."""
+        if use_pmap:
+            return parallel.replicate(jax.device_get(parallel.pmap_unreplicate(run_state)), mesh)
+        return run_state
 
     def eval_loader():
         return data.make_loader(
@@ -231,10 +311,11 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
             t0 = time.time()
             local = next(train_iter)
             if use_pmap:
-                batch = parallel.pmap_split(local, num_devices)
+                batch = parallel.pmap_split(local, pmap_devices)
             else:
                 batch = parallel.global_batch(local, mesh)
-            run_state, metrics = train_step(run_state, batch)
+            step_fn = frozen_step if step // steps_per_epoch in frozen_epochs else train_step
+            run_state, metrics = step_fn(run_state, batch)
             pending.append(metrics)
             done = step + 1
             if done % max(config.log_every_steps, 1) == 0 or done == total_steps:
@@ -258,7 +339,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
             if epoch_end or done == total_steps:
                 epoch = done // steps_per_epoch
                 ev = evaluate(eval_step, run_state, eval_loader(), mesh,
-                              pmap_devices=num_devices if use_pmap else 0)
+                              pmap_devices=pmap_devices if use_pmap else 0)
                 row = {"epoch": epoch, "ternary_accuracy": ev["accuracy"], "ternary_loss": ev["loss"]}
                 writer.write(done, "eval", row)
                 history.append({"step": done, **row})
@@ -292,4 +373,4 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     writer.write(int(host_state().step), "summary", {k: v for k, v in summary.items()
                                                    if isinstance(v, (int, float))})
     writer.close()
-    return summary
+    return summary, final

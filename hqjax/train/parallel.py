@@ -45,11 +45,20 @@ def cpu_device_flags(num_devices: int | None = None, flags: str | None = None) -
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D ``('data',)`` mesh over the first `num_devices` devices (all devices by default)."""
+    """A 1-D ``('data',)`` mesh over the first `num_devices` devices (all devices by default).
+
+    With several processes the mesh spans every device of every process; each process's slice of a
+    batch (`global_batch`) lands on its own devices.
+    """
     devices = jax.devices()
     n = len(devices) if num_devices is None else num_devices
     if not 1 <= n <= len(devices):
         raise ValueError(f"`num_devices`={n} must be in [1, {len(devices)}] (the devices jax sees).")
+    if jax.process_count() > 1 and n != len(devices):
+        raise ValueError(
+            f"`num_devices`={n}: a run of {jax.process_count()} processes uses all {len(devices)} devices "
+            "(every process holds a slice of each batch); leave num_devices at 0."
+        )
     return jax.make_mesh(
         (n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n]
     )
@@ -92,8 +101,22 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place every leaf of `tree` on all devices of `mesh` (replicated)."""
-    return jax.device_put(tree, replicated(mesh))
+    """Place every leaf of `tree` on all devices of `mesh` (replicated).
+
+    With several processes, every process passes the same values; host arrays are copied to this
+    process's devices without the cross-process comparison `jax.device_put` makes for each leaf.
+    """
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        if isinstance(x, jax.Array):
+            return jax.device_put(x, sharding)
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
 
 
 def pmap_replicate(tree: Any, num_devices: int) -> Any:
@@ -102,8 +125,18 @@ def pmap_replicate(tree: Any, num_devices: int) -> Any:
 
 
 def pmap_unreplicate(tree: Any) -> Any:
-    """The first device's copy of a ``pmap``-replicated tree."""
-    return jax.tree.map(lambda x: x[0], tree)
+    """The first local device's copy of a ``pmap``-replicated tree, as NumPy arrays.
+
+    Reads that device's buffer directly: indexing (``x[0]``) would run a computation over all local
+    devices, which with several processes can interleave with the other processes' collectives and hang.
+    """
+
+    def first(x):
+        if isinstance(x, jax.Array):
+            return np.asarray(x.addressable_data(0))[0]
+        return x[0]
+
+    return jax.tree.map(first, tree)
 
 
 def pmap_split(batch: dict[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
