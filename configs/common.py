@@ -143,18 +143,12 @@ ALQ_PRESETS: dict[str, dict] = {
 }
 
 
-def alq_epochs(kwargs: dict) -> int:
-    """Epochs of the ALQ pipeline with these recipe arguments (spec section 1.5)."""
-    from hqjax.transforms.alq_schedule import alq_pipeline
-
-    names = ("rounds", "epoch_basis", "epoch_coord", "epoch_prune", "epoch_ste", "epoch_post")
-    return alq_pipeline(1, **{k: kwargs[k] for k in names if k in kwargs}).num_epochs
-
-
 def with_alq(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Switch `c` to ALQ with the official settings of ``c.model`` (a preset of `ALQ_PRESETS`; other
     models get channelwise groups and the LeNet-5 schedule). ``num_epochs`` is the pipeline's length;
     set ``pretrain.epochs`` for the full-precision network ALQ starts from."""
+    from hqjax.train.optim import alq_num_epochs
+
     preset = ALQ_PRESETS.get(c.model, ALQ_PRESETS["lenet5"])
     kwargs = dict(preset["kwargs"])
     if c.model not in ALQ_PRESETS:
@@ -163,7 +157,7 @@ def with_alq(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.method_kwargs = ml_collections.ConfigDict(kwargs)
     c.learning_rate = preset["learning_rate"]
     c.batch_size = preset["batch_size"]
-    c.num_epochs = alq_epochs(kwargs)
+    c.num_epochs = alq_num_epochs(c)
     c.warmup_epochs = 0
     c.weight_decay = 0.0
     c.quantize_first = True

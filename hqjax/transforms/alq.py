@@ -320,6 +320,14 @@ def alq_optimizer(
         key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
         bc1, bc2 = 1.0 - b1**t, jnp.sqrt(1.0 - b2**t)
 
+        def amsgrad(m: jax.Array, v: jax.Array, v_max: jax.Array, g: jax.Array) -> tuple[jax.Array, ...]:
+            """Moments after gradient `g`, the pseudo gradient ``p`` (lr-scaled) and pseudo Hessian ``h``
+            of the quadratic loss model (1.3)."""
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            v_max = jnp.maximum(v_max, v)
+            return m, v, v_max, lr * m / bc1, (jnp.sqrt(v_max) + eps) / bc2
+
         flat = alq_layers(state)
         grad_by_path = dict(leaf_paths(grads))
         names = config.selected
@@ -328,23 +336,14 @@ def alq_optimizer(
             shape, structure, subc, _ = config.layout(path)
             lay = flat[path]
             g = jnp.asarray(grad_by_path[path], jnp.float32)
-            mu = b1 * lay.mu + (1 - b1) * g
-            nu = b2 * lay.nu + (1 - b2) * g * g
-            nu_max = jnp.maximum(lay.nu_max, nu)
+            mu, nu, nu_max, p, h = amsgrad(lay.mu, lay.nu, lay.nu_max, g)
             lay = lay._replace(mu=mu, nu=nu, nu_max=nu_max)
-            p = lr * mu / bc1  # pseudo gradient (lr-scaled), 1.3
-            h = (jnp.sqrt(nu_max) + eps) / bc2  # pseudo Hessian
             ctx.append((lay, g, p, h, shape, structure, subc))
 
         def alpha_moments(lay: ALQLayer, g: jax.Array, structure: str, subc: int) -> tuple[Any, ...]:
             ga = alq_ops.grad_to_alpha(lay.bases, alq_ops.to_groups(g, structure, subc), lay.mask)
             ga = ga + weight_decay * lay.alpha * lay.mask
-            m_a = b1 * lay.mu_alpha + (1 - b1) * ga
-            v_a = b2 * lay.nu_alpha + (1 - b2) * ga * ga
-            vm_a = jnp.maximum(lay.nu_max_alpha, v_a)
-            p_a = lr * m_a / bc1
-            h_a = (jnp.sqrt(vm_a) + eps) / bc2
-            return m_a, v_a, vm_a, p_a, h_a
+            return amsgrad(lay.mu_alpha, lay.nu_alpha, lay.nu_max_alpha, ga)
 
         def coordinate(_: Any) -> list[ALQLayer]:
             out = []

@@ -93,9 +93,27 @@ def _resnet():
 BUILDERS = {"lenet5": _lenet, "resnet20": _resnet}
 
 
+_CASES: dict = {}
+
+
+def _case(name, tmp_path_factory):
+    """The built, exported and referenced case `name` (built once per test session)."""
+    if name not in _CASES:
+        _CASES[name] = _build_case(name, tmp_path_factory)
+    return _CASES[name]
+
+
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
 def case(request, tmp_path_factory):
-    name = request.param
+    return _case(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def resnet_case(tmp_path_factory):
+    return _case("resnet20", tmp_path_factory)
+
+
+def _build_case(name, tmp_path_factory):
     module, kwargs, params, state, batch_stats, shape = BUILDERS[name]()
     x = jax.random.normal(jax.random.key(2), (3, *shape))
 
@@ -195,7 +213,7 @@ def test_forward_variables_give_multibit_layers_and_the_explicit_hook_matches(ca
     assert open(path, "rb").read() == open(case["path"], "rb").read()
 
 
-def test_export_command_on_an_alq_run(case, tmp_path, monkeypatch, capsys):
+def test_export_command_on_an_alq_run(resnet_case, tmp_path, monkeypatch, capsys):
     """`python -m hqjax.export` and the run summary on an ALQ run (restored in memory here; the slow test
     below trains and checkpoints a real one)."""
     from hqjax.export import run as run_mod
@@ -203,8 +221,7 @@ def test_export_command_on_an_alq_run(case, tmp_path, monkeypatch, capsys):
     from hqjax.train.report import model_sizes
     from hqjax.train.steps import TrainState
 
-    if case["name"] != "resnet20":
-        pytest.skip("one model is enough for the command line")
+    case = resnet_case
     config = ml_collections.ConfigDict(dict(
         method="alq", model="resnet20", num_classes=10, model_kwargs={"width": 4}, dataset="cifar10",
         compute_dtype="float32"))
@@ -270,17 +287,18 @@ def _h2(p):
 @pytest.mark.slow
 def test_export_a_trained_alq_run(tmp_path, capsys):
     """An ALQ run end to end on the digits data: ResNet-20 (width 4), one round with a pruning epoch."""
-    from configs.common import alq_epochs, with_alq
+    from configs.common import with_alq
     from configs.default import get_config
     from hqjax.export.__main__ import main
     from hqjax.train.loop import train_and_evaluate
+    from hqjax.train.optim import alq_num_epochs
 
     c = with_alq(get_config("hq"))
     c.model_kwargs = {"width": 4}
     c.method_kwargs = ml_collections.ConfigDict(dict(
         groups=RESNET_GROUPS, num_bases=3, rounds=1, epoch_basis=1, epoch_coord=1, epoch_prune=1,
         prune_ratio=0.5, top_k=0.05, epoch_ste=0, epoch_post=1))
-    c.num_epochs = alq_epochs(dict(c.method_kwargs))
+    c.num_epochs = alq_num_epochs(c)
     c.batch_size = 128
     c.max_steps = 3 * (1437 // 128)  # stop after the pruning epoch
     c.eval_batch_size = 256

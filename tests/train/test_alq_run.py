@@ -6,10 +6,11 @@ import os
 import pytest
 import tensorflow_datasets as tfds
 
-from configs.common import alq_epochs, with_alq
+from configs.common import with_alq
 from configs.default import get_config
 from hqjax.train.logs import read_metrics
 from hqjax.train.loop import train_and_evaluate
+from hqjax.train.optim import alq_num_epochs
 
 STEPS_PER_EPOCH = 1437 // 128
 
@@ -21,7 +22,7 @@ def tiny_alq(**overrides):
               prune_ratio=1.5, top_k=0.2, num_bases=3)
     for k, v in kw.items():
         c.method_kwargs[k] = v
-    c.num_epochs = alq_epochs(kw)
+    c.num_epochs = alq_num_epochs(c)
     c.pretrain.epochs = 1
     c.progress_bar = False
     c.tensorboard = False
