@@ -56,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.progress_bar = True
     c.tensorboard = True
     c.layer_stats_every_epochs = 5
+    c.layer_stats_every_steps = 0  # > 0: also record the per-layer statistics every this many steps
     c.bn_recalibration_batches = 50  # training batches that re-estimate BatchNorm for the latent eval
     # full-precision pre-training (ALQ starts from a trained network, spec section 1.5): run first, in
     # WORKDIR/pretrain, when the method is 'alq' and epochs > 0; the other fields replace the run's own

@@ -58,7 +58,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for f in ("weight_decay", "warmup_epochs", "momentum"):
         _positive(config, f, allow_zero=True)
     for f in ("checkpoint_every_epochs", "keep_checkpoints", "log_every_steps", "num_devices",
-              "layer_stats_every_epochs", "max_steps", "bn_recalibration_batches",
+              "layer_stats_every_epochs", "layer_stats_every_steps", "max_steps", "bn_recalibration_batches",
               "checkpoint_every_steps"):
         _positive(config, f, integer=True, allow_zero=True)
     if config.momentum >= 1:

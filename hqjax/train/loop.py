@@ -336,6 +336,8 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
                 bar.update(1)
             train_time += time.time() - t0
             epoch_end = done % steps_per_epoch == 0
+            every_steps = config.layer_stats_every_steps
+            stats_due = bool(every_steps) and done % every_steps == 0
             if epoch_end or done == total_steps:
                 epoch = done // steps_per_epoch
                 ev = evaluate(eval_step, run_state, eval_loader(), mesh,
@@ -344,8 +346,10 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
                 writer.write(done, "eval", row)
                 history.append({"step": done, **row})
                 every = config.layer_stats_every_epochs
-                if config.method != "fp" and every and (epoch % every == 0 or done == total_steps):
-                    writer.write(done, "layers", layer_stats(host_state(), summarize))
+                stats_due |= bool(every) and (epoch % every == 0 or done == total_steps)
+            if stats_due and config.method != "fp":
+                writer.write(done, "layers", layer_stats(host_state(), summarize))
+            if epoch_end or done == total_steps:
                 ck_every = config.checkpoint_every_epochs
                 if ck_every and (epoch % ck_every == 0 or done == total_steps):
                     save(done)

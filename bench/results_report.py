@@ -1,0 +1,371 @@
+"""Write ``docs/results.md`` and its plots from the run records of ``bench/reproduce.py``.
+
+Called by ``python bench/reproduce.py report``. Everything on the page is computed here from the JSON
+records in ``docs/results/runs`` (and the benchmark JSON files in ``docs/results/bench``, if any); the
+prose that interprets the numbers lives in ``docs/results_notes.md`` sections, pasted in verbatim.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import re
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+METHOD_COLORS = {
+    "fp": "#444444", "twn": "#1f77b4", "ttq": "#17becf", "ptq": "#2ca02c", "hq": "#d62728",
+    "hla_tq": "#9467bd", "alq": "#ff7f0e",
+}
+COSINE_METHODS = ("twn", "ptq", "hq", "hla_tq")
+
+
+def load_records(root: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``{table: {row: [record, ...]}}`` sorted by seed."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(glob.glob(os.path.join(root, "*", "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            rec = json.load(f)
+        out[rec["table"]][rec["row"]].append(rec)
+    for rows in out.values():
+        for recs in rows.values():
+            recs.sort(key=lambda r: r["seed"])
+    return out
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def _pm(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    m, s = mean_std([v * scale for v in values])
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def _size(b: float) -> str:
+    return f"{b / 1e6:.2f} MB" if b >= 1e6 else f"{b / 1e3:.1f} KB"
+
+
+def row_stats(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregates of one row's records."""
+    s = [r["summary"] for r in recs]
+    method = recs[0]["method"]
+    if method == "alq":
+        bits = [x["average_bits"] for x in s]
+    elif method == "fp":
+        bits = [32.0 for _ in s]
+    else:
+        bits = [x["bits_entropy"] for x in s]
+    train = [x["train_seconds"] + (r.get("pretrain", {}).get("train_seconds") or 0.0)
+             for x, r in zip(s, recs, strict=True)]
+    return {
+        "n": len(recs),
+        "seeds": [r["seed"] for r in recs],
+        "acc": [x["ternary_accuracy"] for x in s],
+        "sparsity": [x["sparsity"] for x in s],
+        "bits": bits,
+        "coded": [x["coded_bytes"] for x in s],
+        "fp32": s[0]["fp32_bytes"],
+        "train": train,
+        "pretrain": [r.get("pretrain", {}).get("train_seconds") for r in recs],
+    }
+
+
+def _label(table: Any, row_name: str) -> str:
+    for row in table.rows:
+        if row.name == row_name:
+            return row.label or row.name
+    return row_name
+
+
+def table_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
+    """One dataset's results table."""
+    lines = [
+        "| row | test accuracy % | sparsity | bits / weight | exported size | ratio | training time "
+        "| seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table.rows:
+        if row.name not in rows:
+            lines.append(f"| {row.label or row.name} | not run | | | | | | |")
+            continue
+        st = row_stats(rows[row.name])
+        ratio = [st["fp32"] / c for c in st["coded"]]
+        m_coded, _ = mean_std(st["coded"])
+        lines.append(
+            f"| {row.label or row.name} | {_pm(st['acc'], 100)} | {_pm(st['sparsity'], 1, 3)} | "
+            f"{_pm(st['bits'], 1, 3)} | {_size(m_coded)} ({_pm(st['coded'], 1e-3, 1)} KB) | "
+            f"{mean_std(ratio)[0]:.1f}x | {mean_std(st['train'])[0]:.0f} s | "
+            f"{','.join(map(str, st['seeds']))} |"
+        )
+    return "\n".join(lines)
+
+
+def papers_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
+    """The papers' published numbers beside ours (same network and data)."""
+    if not table.papers:
+        return ""
+    lines = [
+        "Published numbers (**theirs**, not reproduced by a command here), beside ours from the table above:",
+        "",
+        "| method | source | their accuracy | their bits | their size | their setting | ours (this page) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in table.papers:
+        ours = "not run"
+        if p["method"] in rows:
+            st = row_stats(rows[p["method"]])
+            ours = (f"{_pm(st['acc'], 100)} %, {_pm(st['bits'], 1, 3)} bit, "
+                    f"{_size(mean_std(st['coded'])[0])} exported")
+            if p["method"] == "alq":
+                storage = [r["summary"].get("dense2_bytes") for r in rows["alq"]]
+                ours += f" ({_pm(storage, 1e-3, 1)} KB storage as the README counts it)"
+        lines.append(f"| {p['method']} | {p['source']} | {p['accuracy']} | {p['bits']} | {p['size']} | "
+                     f"{p['setting']} | {ours} |")
+    return "\n".join(lines)
+
+
+def commands_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
+    """The command behind each row (seed 0; the others differ only in ``--config.seed``)."""
+    lines = []
+    for row in table.rows:
+        if row.name not in rows:
+            continue
+        cmd = rows[row.name][0]["command"]
+        seeds = ",".join(str(r["seed"]) for r in rows[row.name])
+        lines.append(f"- `{row.label or row.name}` (seeds {seeds} via `--config.seed`):\n  `{cmd}`")
+    return "\n".join(lines)
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Difference of means a - b and Welch's t statistic (inf when both stds are 0)."""
+    ma, sa = mean_std(a)
+    mb, sb = mean_std(b)
+    se = math.sqrt(sa**2 / len(a) + sb**2 / len(b))
+    return ma - mb, (ma - mb) / se if se > 0 else math.copysign(math.inf, ma - mb)
+
+
+def ablation_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
+    """HQ / HLA-TQ / PTQ against TWN, paired with the TWN row nearest in exported size."""
+    twns = [n for n in rows if rows[n][0]["method"] == "twn"]
+    if not twns:
+        return ""
+    lines = [
+        "| method | accuracy % | exported size | TWN row of nearest size | its accuracy % | its size | "
+        "difference (pp) | Welch t |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("hq", "hla_tq", "ptq", "ttq"):
+        if name not in rows:
+            continue
+        st = row_stats(rows[name])
+        size = mean_std(st["coded"])[0]
+        best = min(twns, key=lambda t: abs(math.log(mean_std(row_stats(rows[t])["coded"])[0] / size)))
+        tw = row_stats(rows[best])
+        d, t = welch([a * 100 for a in st["acc"]], [a * 100 for a in tw["acc"]])
+        lines.append(
+            f"| {name} | {_pm(st['acc'], 100)} | {_size(size)} | {_label(table, best)} | "
+            f"{_pm(tw['acc'], 100)} | {_size(mean_std(tw['coded'])[0])} | {d:+.2f} | {t:+.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _layer_keys(layer_rows: list[dict[str, Any]], suffix: str) -> list[str]:
+    keys = sorted({k for r in layer_rows for k in r if k.endswith(suffix) and not k.startswith("quantizer/")})
+    return keys
+
+
+def plot_acc_vs_size(table: Any, rows: dict[str, list[dict[str, Any]]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=90)
+    for row in table.rows:
+        if row.name not in rows:
+            continue
+        st = row_stats(rows[row.name])
+        x = np.asarray(st["coded"]) / 1e3
+        y = np.asarray(st["acc"]) * 100
+        color = METHOD_COLORS.get(rows[row.name][0]["method"], "k")
+        marker = "s" if row.name != row.method else "o"
+        ax.errorbar(x.mean(), y.mean(), xerr=x.std(ddof=1) if x.size > 1 else 0,
+                    yerr=y.std(ddof=1) if y.size > 1 else 0, fmt=marker, color=color, capsize=3,
+                    label=row.label or row.name, mfc="none" if marker == "s" else color)
+    ax.set_xscale("log")
+    ax.set_xlabel("exported file (KB, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(table.title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_cosine(table: Any, rows: dict[str, list[dict[str, Any]]], path: str) -> bool:
+    """Per-layer cos(latent, ternary) over training, seed 0, one panel per ternary method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in COSINE_METHODS if m in rows and rows[m][0]["layers"]]
+    if not methods:
+        return False
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods), 2.9), dpi=90, sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, m in zip(axes, methods, strict=True):
+        layer_rows = rows[m][0]["layers"]
+        keys = _layer_keys(layer_rows, "/cosine")
+        cmap = plt.get_cmap("viridis")
+        for i, k in enumerate(keys):
+            pts = [(r["step"], r[k]) for r in layer_rows if r.get(k) is not None]
+            if pts:
+                s, c = zip(*pts, strict=True)
+                ax.plot(s, c, color=cmap(i / max(len(keys) - 1, 1)), lw=0.9,
+                        label=k.rsplit("/", 2)[0] if len(keys) <= 6 else None)
+        mean = [(r["step"], r["quantizer/cosine"]) for r in layer_rows
+                if r.get("quantizer/cosine") is not None]
+        if mean:
+            s, c = zip(*mean, strict=True)
+            ax.plot(s, c, color="k", lw=2, ls="--", label="mean")
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("cos(latent, ternary)", fontsize=8)
+    axes[-1].legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"{table.title}: per-layer cosine over training (seed 0)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def plot_layers(table: Any, rows: dict[str, list[dict[str, Any]]], path: str) -> bool:
+    """Final per-layer sparsity of every quantized row, and ALQ's bits per layer (seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r.name for r in table.rows if r.name in rows and rows[r.name][0]["layers"]]
+    if not names:
+        return False
+    layer_names = _layer_keys(rows[names[0]][0]["layers"], "/sparsity")
+    has_alq = "alq" in names
+    fig, axes = plt.subplots(1, 2 if has_alq else 1, figsize=(9 if has_alq else 5.6, 3.2), dpi=90)
+    axes = np.atleast_1d(axes)
+    ax = axes[0]
+    width = 0.8 / len(names)
+    x = np.arange(len(layer_names))
+    for i, n in enumerate(names):
+        last = rows[n][0]["layers"][-1]
+        vals = [last.get(k, np.nan) for k in layer_names]
+        ax.bar(x + i * width, vals, width, color=METHOD_COLORS.get(rows[n][0]["method"], "k"),
+               label=_label(table, n), hatch="//" if n != rows[n][0]["method"] else None)
+    short = [k[: -len("/sparsity")].replace("/kernel", "") for k in layer_names]
+    ax.set_xticks(x + 0.4 - width / 2, short, rotation=90 if len(short) > 6 else 0, fontsize=7)
+    ax.set_ylabel("fraction of zero weights", fontsize=8)
+    ax.set_title("final sparsity per layer (seed 0)", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3, axis="y")
+    if has_alq:
+        last = rows["alq"][0]["layers"][-1]
+        keys = _layer_keys(rows["alq"][0]["layers"], "/bits")
+        axes[1].bar(range(len(keys)), [last[k] for k in keys], color=METHOD_COLORS["alq"])
+        axes[1].set_xticks(range(len(keys)), [k[: -len("/bits")].replace("/kernel", "") for k in keys],
+                           rotation=90 if len(keys) > 6 else 0, fontsize=7)
+        axes[1].set_ylabel("average bits per weight", fontsize=8)
+        axes[1].set_title(f"ALQ bits per layer (average {last['quantizer/average_bits']:.3f})", fontsize=9)
+        axes[1].grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def bench_markdown(bench_dir: str) -> str:
+    """Benchmark tables saved by ``bench/suite.py --json docs/results/bench/NAME.json``."""
+    parts = []
+    for path in sorted(glob.glob(os.path.join(bench_dir, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        parts.append(f"### `{os.path.basename(path)}`: {data.get('device', '')}\n\n"
+                     f"Command: `{data.get('command', '')}`\n\n{data.get('markdown', '')}")
+    return "\n\n".join(parts)
+
+
+def notes_sections(path: str) -> dict[str, str]:
+    """Hand-written sections of ``docs/results_notes.md`` keyed by their ``## `` heading."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    parts = re.split(r"^## (.+)$", text, flags=re.M)
+    return {parts[i].strip(): parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+
+
+def write_report(tables: dict[str, Any], records_dir: str, out_dir: str) -> str:
+    """Write ``out_dir/results.md`` and ``out_dir/results/*.png``; returns the markdown path."""
+    recs = load_records(records_dir)
+    img_dir = os.path.join(out_dir, "results")
+    os.makedirs(img_dir, exist_ok=True)
+    notes = notes_sections(os.path.join(out_dir, "results_notes.md"))
+    md = [
+        "# Results",
+        "",
+        "Every number on this page comes from a command in this repository. To regenerate it:",
+        "",
+        "```",
+        "python bench/reproduce.py run --mnist-dir PATH/TO/mnist   # trains the rows that have no record",
+        "python bench/reproduce.py report                          # rewrites this page and its plots",
+        "```",
+        "",
+        "The first command trains every (table, row, seed) with `train.py` and condenses each run into "
+        "`docs/results/runs/<table>/<row>-s<seed>.json`; the second computes the tables and plots from "
+        "those records alone. Each row's command is listed under its table.",
+        "",
+        notes.get("How to read the tables", ""),
+    ]
+    for name, table in tables.items():
+        rows = recs.get(name)
+        md += ["", f"## {table.title}", ""]
+        if not rows:
+            md.append(f"Not run yet: `python bench/reproduce.py run --tables {name}`.")
+            continue
+        md += [table.notes, "", table_markdown(table, rows), ""]
+        papers = papers_markdown(table, rows)
+        if papers:
+            md += [papers, ""]
+        plot_acc_vs_size(table, rows, os.path.join(img_dir, f"acc_vs_size_{name}.png"))
+        md += [f"![accuracy vs size, {name}](results/acc_vs_size_{name}.png)", ""]
+        if plot_cosine(table, rows, os.path.join(img_dir, f"cosine_{name}.png")):
+            md += [f"![per-layer cosine over training, {name}](results/cosine_{name}.png)", ""]
+        if plot_layers(table, rows, os.path.join(img_dir, f"layers_{name}.png")):
+            md += [f"![per-layer sparsity and bits, {name}](results/layers_{name}.png)", ""]
+        abl = ablation_markdown(table, rows)
+        if abl:
+            md += ["Each ternary method against the TWN row nearest to it in exported size (positive: "
+                   "better than TWN; |t| < 2 is within seed noise at 3 seeds):", "", abl, ""]
+        if notes.get(name):
+            md += [notes[name], ""]
+        md += ["Commands:", "", commands_markdown(table, rows)]
+    for heading in ("Ablation: does HQ or HLA-TQ beat plain TWN at equal size?", "Benchmarks",
+                    "Expected runtimes of the CIFAR-10 and ImageNet configs"):
+        if heading in notes or heading == "Benchmarks":
+            md += ["", f"## {heading}", "", notes.get(heading, "")]
+            if heading == "Benchmarks":
+                md += ["", bench_markdown(os.path.join(img_dir, "bench"))]
+    path = os.path.join(out_dir, "results.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(md).rstrip() + "\n")
+    return path

@@ -1,0 +1,107 @@
+"""The results sweep (bench/reproduce.py): every row's command is a valid run config, and the report's
+aggregates are right."""
+
+import ast
+import importlib
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench import reproduce, results_report  # noqa: E402
+from hqjax.train.config import validate  # noqa: E402
+
+
+def _config_of(command: list[str]):
+    """The config `train.py` would run for `command` (its ``--config`` file, method and overrides)."""
+    spec = command[command.index("--config") + 1]
+    path, method = spec.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    c = module.get_config(method)
+    for arg in command:
+        if not arg.startswith("--config."):
+            continue
+        key, value = arg[len("--config."):].split("=", 1)
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass  # a plain string
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node[p]
+        assert leaf in node, f"{key} is not a field of the config"
+        node[leaf] = value
+    return c
+
+
+@pytest.mark.parametrize(
+    "table,row",
+    [(t.name, r) for t in reproduce.TABLES.values() for r in t.rows],
+    ids=lambda x: x if isinstance(x, str) else x.name,
+)
+def test_every_row_command_is_a_valid_config(table, row):
+    t = reproduce.TABLES[table]
+    cmd = reproduce.row_command(t, row, seed=1, workdir="runs/x", mnist_dir="/data/mnist")
+    c = _config_of(cmd)
+    assert c.method == row.method and c.seed == 1
+    if t.mnist:
+        assert c.data_dir == "/data/mnist"
+    validate(c)  # raises on a wrong field or value (for ALQ: num_epochs must equal the pipeline's length)
+
+
+def _record(row, method, seed, acc, coded, layers=()):
+    return {
+        "table": "mnist_lenet5", "row": row, "method": method, "seed": seed, "command": f"train {row} {seed}",
+        "summary": {"ternary_accuracy": acc, "sparsity": 0.5, "bits_entropy": 1.5, "average_bits": 0.4,
+                    "coded_bytes": coded, "fp32_bytes": 1000.0, "dense2_bytes": coded, "train_seconds": 10.0},
+        "evals": [], "layers": list(layers),
+    }
+
+
+def test_report_aggregates_mean_and_sample_std(tmp_path):
+    recs = tmp_path / "runs" / "mnist_lenet5"
+    recs.mkdir(parents=True)
+    layer = {"step": 5, "conv1/kernel/cosine": 0.9, "conv1/kernel/sparsity": 0.5, "quantizer/cosine": 0.9}
+    accs = {"hq": [0.97, 0.98, 0.99], "twn": [0.95, 0.96, 0.97], "twn_s70": [0.90, 0.91, 0.92]}
+    sizes = {"hq": 100.0, "twn": 200.0, "twn_s70": 110.0}
+    for row, values in accs.items():
+        for s, a in enumerate(values):
+            rec = _record(row, "twn" if row.startswith("twn") else row, s, a, sizes[row], [layer])
+            (recs / f"{row}-s{s}.json").write_text(json.dumps(rec))
+    loaded = results_report.load_records(str(tmp_path / "runs"))
+    st = results_report.row_stats(loaded["mnist_lenet5"]["hq"])
+    assert st["seeds"] == [0, 1, 2]
+    m, s = results_report.mean_std(st["acc"])
+    assert m == pytest.approx(0.98) and s == pytest.approx(np.std([0.97, 0.98, 0.99], ddof=1))
+    table = reproduce.TABLES["mnist_lenet5"]
+    md = results_report.table_markdown(table, loaded["mnist_lenet5"])
+    assert "| hq | 98.00 ± 1.00 |" in md and "| alq | not run |" in md
+    # HQ is paired with the TWN row nearest in size (110 B, not 200 B): +7 pp
+    abl = results_report.ablation_markdown(table, loaded["mnist_lenet5"])
+    hq_line = next(line for line in abl.splitlines() if line.startswith("| hq |"))
+    assert "twn, threshold" in hq_line and "+7.00" in hq_line
+    d, t = results_report.welch([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert d == 0 and t == 0
+    assert math.isinf(results_report.welch([2.0, 2.0], [1.0, 1.0])[1])
+
+
+def test_report_writes_page_and_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    recs = tmp_path / "runs" / "mnist_lenet5"
+    recs.mkdir(parents=True)
+    layer = {"step": 5, "conv1/kernel/cosine": 0.9, "conv1/kernel/sparsity": 0.5, "quantizer/cosine": 0.9}
+    for s in range(2):
+        (recs / f"hq-s{s}.json").write_text(json.dumps(_record("hq", "hq", s, 0.9 + s / 100, 100.0, [layer])))
+    out = tmp_path / "docs"
+    path = results_report.write_report(reproduce.TABLES, str(tmp_path / "runs"), str(out))
+    text = open(path, encoding="utf-8").read()
+    assert "| hq | 90.50 ± 0.71 |" in text and "train hq 0" in text
+    for name in ("acc_vs_size_mnist_lenet5.png", "cosine_mnist_lenet5.png", "layers_mnist_lenet5.png"):
+        assert (out / "results" / name).stat().st_size > 1000
