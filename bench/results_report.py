@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHOD_COLORS = {
     "fp": "#444444", "twn": "#1f77b4", "ttq": "#17becf", "ptq": "#2ca02c", "hq": "#d62728",
     "hla_tq": "#9467bd", "alq": "#ff7f0e",
@@ -294,13 +295,40 @@ def plot_layers(table: Any, rows: dict[str, list[dict[str, Any]]], path: str) ->
 
 
 def bench_markdown(bench_dir: str) -> str:
-    """Benchmark tables saved by ``bench/suite.py --json docs/results/bench/NAME.json``."""
+    """Tables of the ``bench/suite.py --json docs/results/bench/NAME.json`` files, one per model."""
     parts = []
     for path in sorted(glob.glob(os.path.join(bench_dir, "*.json"))):
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        parts.append(f"### `{os.path.basename(path)}`: {data.get('device', '')}\n\n"
-                     f"Command: `{data.get('command', '')}`\n\n{data.get('markdown', '')}")
+        dev, a = data["device"], data["args"]
+        cmd = (f"python bench/suite.py --models {','.join(a['models'])} --methods {','.join(a['methods'])} "
+               f"--alq-modes {','.join(a['alq_modes'])} --batch {a['batch']} --reps {a['reps']} "
+               f"--warmup {a['warmup']} --dtype {a['dtype']} --json {os.path.relpath(path, ROOT)}")
+        parts.append(
+            f"### {dev['device_count']} x {dev['device_kind']} ({dev['platform']}), jax {dev['jax']}, "
+            f"{dev['cpus']} CPUs, load average at start {' '.join(map(str, dev['load_average']))}\n\n"
+            f"`{cmd}`"
+        )
+        for model in dict.fromkeys(r["model"] for r in data["rows"]):
+            rows = [r for r in data["rows"] if r["model"] == model]
+            lines = [
+                f"**{model}**, batch {rows[0]['batch']}, {rows[0]['dtype']}, median of {a['reps']} "
+                "interleaved steps:",
+                "",
+                "| method | phase | ms / step | ratio to fp | compile s | images / s | memory MiB | "
+                "exported bytes | fp32 / file | zeros |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for r in rows:
+                mem = r.get("mem_bytes")
+                zeros = r.get("sparsity")
+                lines.append(
+                    f"| {r['method']} | {r['phase']} | {1e3 * r['step_s']:.1f} | {r['ratio']:.2f} | "
+                    f"{r['compile_s']:.1f} | {r['images_per_s']:.0f} | "
+                    f"{'-' if mem is None else f'{mem / 2**20:.1f}'} | {r['export_bytes']:,} | "
+                    f"{r['export_ratio']:.1f} | {'-' if zeros is None else f'{zeros:.3f}'} |"
+                )
+            parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 

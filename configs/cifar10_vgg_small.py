@@ -16,6 +16,7 @@ def get_config(method: str = "alq"):
     epochs) after 100 epochs of full-precision Adam (the official pre-training starts at an effective
     lr of 1e-2); other methods as `configs.cifar10_resnet20`."""
     c = cifar10_config("vgg_small", method or "alq")
+    c.first_layer = "conv1/"  # VGG-small's first convolution (the base config names ResNet's conv_init)
     if c.method == "alq":
         c.pretrain.epochs = 100
         c.pretrain.optimizer = "adam"
