@@ -145,6 +145,13 @@ def row_command(table: Table, row: Row, seed: int, workdir: str, mnist_dir: str 
     return cmd
 
 
+def public_command(table: Table, row: Row, seed: int, workdir: str, cpu_devices: int) -> str:
+    """The command of one run as the report prints it (the MNIST directory left as an env variable)."""
+    cmd = shlex.join([*row_command(table, row, seed, workdir), f"--cpu_devices={cpu_devices}"])
+    data_dir = f"--config.data_dir={MNIST_PLACEHOLDER}"
+    return cmd.replace(shlex.quote(data_dir), data_dir)
+
+
 def record_path(table: str, row: str, seed: int) -> str:
     return os.path.join(RECORDS, table, f"{row}-s{seed}.json")
 
@@ -190,8 +197,7 @@ def run_one(table: Table, row: Row, seed: int, args: argparse.Namespace) -> str:
     rec.update(
         table=table.name, row=row.name, method=row.method, seed=seed, process_seconds=wall,
         cpu_devices=args.cpu_devices, jobs=args.jobs,
-        command=shlex.join(row_command(table, row, seed, public_wd)).replace(
-            shlex.quote(f"--config.data_dir={MNIST_PLACEHOLDER}"), f"--config.data_dir={MNIST_PLACEHOLDER}"),
+        command=public_command(table, row, seed, public_wd, args.cpu_devices),
     )
     if os.path.exists(os.path.join(wd, "pretrain", "metrics.jsonl")):
         pre = condense(os.path.join(wd, "pretrain"))

@@ -138,7 +138,10 @@ def commands_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
     for row in table.rows:
         if row.name not in rows:
             continue
-        cmd = rows[row.name][0]["command"]
+        rec = rows[row.name][0]
+        cmd = rec["command"]
+        if "--cpu_devices" not in cmd and rec.get("cpu_devices"):  # the device count the run used
+            cmd += f" --cpu_devices={rec['cpu_devices']}"  # (it sets the summation order)
         seeds = ",".join(str(r["seed"]) for r in rows[row.name])
         lines.append(f"- `{row.label or row.name}` (seeds {seeds} via `--config.seed`):\n  `{cmd}`")
     return "\n".join(lines)
