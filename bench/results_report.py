@@ -99,9 +99,10 @@ def table_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
         st = row_stats(rows[row.name])
         ratio = [st["fp32"] / c for c in st["coded"]]
         m_coded, _ = mean_std(st["coded"])
+        size = _pm(st["coded"], 1e-6, 3) + " MB" if m_coded >= 1e6 else _pm(st["coded"], 1e-3, 1) + " KB"
         lines.append(
             f"| {row.label or row.name} | {_pm(st['acc'], 100)} | {_pm(st['sparsity'], 1, 3)} | "
-            f"{_pm(st['bits'], 1, 3)} | {_size(m_coded)} ({_pm(st['coded'], 1e-3, 1)} KB) | "
+            f"{_pm(st['bits'], 1, 3)} | {size} | "
             f"{mean_std(ratio)[0]:.1f}x | {mean_std(st['train'])[0]:.0f} s | "
             f"{','.join(map(str, st['seeds']))} |"
         )
@@ -278,9 +279,10 @@ def plot_layers(table: Any, rows: dict[str, list[dict[str, Any]]], path: str) ->
                label=_label(table, n), hatch="//" if n != rows[n][0]["method"] else None)
     short = [k[: -len("/sparsity")].replace("/kernel", "") for k in layer_names]
     ax.set_xticks(x + 0.4 - width / 2, short, rotation=90 if len(short) > 6 else 0, fontsize=7)
+    ax.set_ylim(0, 1.05)  # room for the legend above the bars
     ax.set_ylabel("fraction of zero weights", fontsize=8)
     ax.set_title("final sparsity per layer (seed 0)", fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, ncol=4, loc="upper left")
     ax.grid(alpha=0.3, axis="y")
     if has_alq:
         last = rows["alq"][0]["layers"][-1]
