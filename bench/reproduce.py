@@ -77,13 +77,16 @@ TABLES: dict[str, Table] = {
             overrides=(("num_epochs", 30), ("layer_stats_every_epochs", 1)),
             rows=(
                 Row("fp", "fp"), *(Row(m, m) for m in _TERNARY),
-                Row("alq", "alq", (("pretrain.epochs", 10), *_ALQ_SHORT, ("method_kwargs.top_k", 0.2))),
+                Row("alq", "alq", (
+                    ("pretrain.epochs", 10), ("method_kwargs.rounds", 2), ("method_kwargs.epoch_basis", 10),
+                    ("method_kwargs.epoch_coord", 5), ("method_kwargs.epoch_ste", 10),
+                    ("method_kwargs.epoch_post", 5), ("method_kwargs.top_k", 0.2), ("num_epochs", 47))),
             ),
             notes=("1,437 training and 360 test images; 30 epochs of batch 128 (11 steps each), "
                    "SGD-nesterov, cosine lr 0.1; PTQ and HQ prune to 50 % zeros. ALQ: 10 fp32 epochs, "
-                   "then the 15-epoch short pipeline of the MNIST table with channelwise groups; its "
-                   "pruning candidates per step are raised to 20 % of a layer's coordinates (`top_k`), "
-                   "as an epoch has only 11 steps to remove 55 % of them."),
+                   "then 2 rounds of [10 basis, 5 coordinate, 1 prune epoch], 10 STE and 5 coordinate "
+                   "epochs (47 epochs, 517 steps; an epoch here is only 11 steps), channelwise groups, "
+                   "pruning candidates raised to 20 % of a layer's coordinates per step (`top_k`)."),
         ),
         Table(
             name="mnist_lenet5",
