@@ -225,8 +225,9 @@ def cmd_run(args: argparse.Namespace) -> None:
                 continue
             for seed in args.seeds:
                 jobs.append((table, row, seed))
-    # longest first (ALQ rows train for many more epochs), so the parallel workers finish together
-    jobs.sort(key=lambda j: (j[1].method != "alq", j[2]))
+    # seed by seed, so an interrupted sweep leaves whole tables of fewer seeds; within a seed the longest
+    # first (ALQ rows train for many more epochs), so the parallel workers finish together
+    jobs.sort(key=lambda j: (j[2], j[1].method != "alq"))
     print(f"{len(jobs)} runs, {args.jobs} at a time", flush=True)
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         for status in pool.map(lambda j: run_one(*j, args), jobs):
