@@ -177,6 +177,31 @@ def condense(workdir: str) -> dict[str, Any]:
     return {"summary": summaries[-1], "evals": evals, "layers": layers}
 
 
+def _compact(value: Any) -> Any:
+    """`value` with floats rounded to 6 significant digits (records stay small in the repository)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def write_record(rec: dict[str, Any], path: str) -> None:
+    """Write one run's record: one JSON object per top-level key and layer row per line."""
+    rec = _compact(rec)
+    lines = []
+    for key in sorted(rec):
+        if key == "layers" and rec[key]:
+            rows = ",\n  ".join(json.dumps(r, sort_keys=True) for r in rec[key])
+            lines.append(f'"layers": [\n  {rows}\n]')
+        else:
+            lines.append(f"{json.dumps(key)}: {json.dumps(rec[key], sort_keys=True)}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("{\n" + ",\n".join(lines) + "\n}\n")
+
+
 def run_one(table: Table, row: Row, seed: int, args: argparse.Namespace) -> str:
     """Train one row/seed and write its record; returns a one-line status."""
     out = record_path(table.name, row.name, seed)
@@ -207,8 +232,7 @@ def run_one(table: Table, row: Row, seed: int, args: argparse.Namespace) -> str:
         rec["pretrain"] = {"accuracy": pre["summary"].get("ternary_accuracy"),
                            "train_seconds": pre["summary"].get("train_seconds")}
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(rec, f, indent=1, sort_keys=True)
+    write_record(rec, out)
     acc = rec["summary"].get("ternary_accuracy")
     return f"done {table.name}/{row.name}/s{seed}: acc {acc:.4f}, {wall:.0f} s"
 
