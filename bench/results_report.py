@@ -174,9 +174,10 @@ def ablation_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
         best = min(twns, key=lambda t: abs(math.log(mean_std(row_stats(rows[t])["coded"])[0] / size)))
         tw = row_stats(rows[best])
         d, t = welch([a * 100 for a in st["acc"]], [a * 100 for a in tw["acc"]])
+        t_cell = f"{t:+.1f}" if min(st["n"], tw["n"]) > 1 else "n/a (1 seed)"
         lines.append(
             f"| {name} | {_pm(st['acc'], 100)} | {_size(size)} | {_label(table, best)} | "
-            f"{_pm(tw['acc'], 100)} | {_size(mean_std(tw['coded'])[0])} | {d:+.2f} | {t:+.1f} |"
+            f"{_pm(tw['acc'], 100)} | {_size(mean_std(tw['coded'])[0])} | {d:+.2f} | {t_cell} |"
         )
     return "\n".join(lines)
 
