@@ -161,15 +161,15 @@ def record_path(table: str, row: str, seed: int) -> str:
 
 def condense(workdir: str) -> dict[str, Any]:
     """The parts of a finished run's ``metrics.jsonl`` the report uses."""
-    rows = []
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     summaries = [r for r in rows if r["split"] == "summary"]
     if not summaries:
         raise RuntimeError(f"{workdir} has no summary row: the run did not finish.")
-    keep = ("/cosine", "/sparsity", "/bits", "quantizer/")
+    per_layer = ("/cosine", "/sparsity", "/bits")
     layers = [
-        {"step": r["step"], **{k: v for k, v in r.items() if k.endswith(keep[:3]) or k.startswith(keep[3])}}
+        {"step": r["step"],
+         **{k: v for k, v in r.items() if k.endswith(per_layer) or k.startswith("quantizer/")}}
         for r in rows if r["split"] == "layers"
     ]
     evals = [{"step": r["step"], "epoch": r["epoch"], "accuracy": r["ternary_accuracy"]}
