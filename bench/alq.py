@@ -12,25 +12,28 @@ full-precision step measured side by side (machines are noisy; compare ratios, n
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import optax
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
-import hqjax
-from hqjax import models
-from hqjax.ops import alq as alq_ops
-from hqjax.train.steps import TrainState, make_train_step
-from hqjax.transforms import ALQ_MODES, alq_optimizer
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
 
-GROUPS = {
-    "lenet5": (("conv1|conv2", "kernelwise"), ("fc1", "subchannelwise", 2), ("head", "subchannelwise", 1)),
-    "vgg_small": (("conv1/", "channelwise"), ("conv", "pixelwise"), ("fc1", "subchannelwise", 16),
-                  ("fc2|head", "subchannelwise", 2)),
-    "resnet20": (("conv_init", "channelwise"), ("head", "subchannelwise", 1), ("", "pixelwise")),
-}
+import hqjax  # noqa: E402
+from configs.common import ALQ_PRESETS, alq_preset_name  # noqa: E402
+from hqjax import models  # noqa: E402
+from hqjax.ops import alq as alq_ops  # noqa: E402
+from hqjax.train.steps import TrainState, make_train_step  # noqa: E402
+from hqjax.transforms import ALQ_MODES, alq_optimizer  # noqa: E402
+
+# the group rules of each model's ALQ preset (`configs.common.with_alq`)
+GROUPS = {m: ALQ_PRESETS[alq_preset_name(m)]["kwargs"]["groups"] for m in ("lenet5", "vgg_small", "resnet20")}
 SHAPES = {"lenet5": (28, 28, 1), "vgg_small": (32, 32, 3), "resnet20": (32, 32, 3)}
 
 

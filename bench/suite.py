@@ -80,9 +80,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import hqjax  # noqa: E402
-from bench.alq import GROUPS as ALQ_GROUPS  # noqa: E402
 from bench.models import _fmt  # noqa: E402
 from bench.overhead import configs as overhead_configs  # noqa: E402
+from configs.common import ALQ_PRESETS, alq_preset_name  # noqa: E402
 from hqjax import models  # noqa: E402
 from hqjax.train.steps import TrainState, make_train_step  # noqa: E402
 from hqjax.transforms import ALQ_MODES, alq_optimizer  # noqa: E402
@@ -116,18 +116,9 @@ def device_info() -> dict[str, Any]:
 
 
 def alq_settings(model_name: str) -> tuple[tuple, int]:
-    """ALQ group rules and basis count: bench/alq.py's, else the configs preset, else channelwise / 6."""
-    if model_name in ALQ_GROUPS:
-        return ALQ_GROUPS[model_name], 6
-    try:
-        from configs.common import ALQ_PRESETS
-    except ImportError:  # pragma: no cover - configs/ is part of the repository
-        ALQ_PRESETS = {}
-    preset = ALQ_PRESETS.get(model_name)
-    if preset:
-        kw = preset["kwargs"]
-        return tuple(tuple(r) for r in kw["groups"]), int(kw["num_bases"])
-    return (), 6
+    """ALQ group rules and basis count of the model's preset (`configs.common.with_alq`)."""
+    kw = ALQ_PRESETS[alq_preset_name(model_name)]["kwargs"]
+    return tuple(tuple(r) for r in kw["groups"]), int(kw["num_bases"])
 
 
 def build_variants(model_name: str, params: Any, methods: list[str], alq_modes: list[str]) -> dict:

@@ -11,7 +11,10 @@ from configs.common import base_config, with_method
 
 
 def cifar10_config(model: str, method: str):
-    """CIFAR-10 with `model`: SGD-nesterov lr 0.1 cosine, wd 5e-4, batch 128, pad-crop-flip augmentation."""
+    """CIFAR-10 with `model`: SGD-nesterov lr 0.1 cosine, wd 5e-4, batch 128, pad-crop-flip augmentation.
+
+    For 'alq': the model's ALQ preset (`configs.common.with_alq`; ResNet-20/56: "cifar_resnet", 225
+    epochs) after 200 full-precision epochs of the recipe above."""
     c = base_config()
     c.dataset = "cifar10"
     c.model = model
@@ -23,7 +26,13 @@ def cifar10_config(model: str, method: str):
     c.batch_size = 128
     c.eval_batch_size = 1000
     c.checkpoint_every_epochs = 5
-    return with_method(c, method or "hq", sparsity=0.5)
+    c = with_method(c, method or "hq", sparsity=0.5)
+    if c.method == "alq":  # ALQ starts from the full-precision network of this same recipe
+        c.pretrain.epochs = 200
+        c.pretrain.learning_rate = 0.1
+        c.pretrain.warmup_epochs = 1
+        c.pretrain.weight_decay = 5e-4
+    return c
 
 
 def get_config(method: str = "hq"):

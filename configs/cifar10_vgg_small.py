@@ -22,4 +22,5 @@ def get_config(method: str = "alq"):
         c.pretrain.optimizer = "adam"
         c.pretrain.learning_rate = 1e-2
         c.pretrain.weight_decay = 0.0
+        c.pretrain.warmup_epochs = 0
     return c

@@ -97,10 +97,12 @@ def method_kwargs(method: str, *, sparsity: float = 0.5, scaled: str = "head") -
     return ml_collections.ConfigDict(kw)
 
 
-def with_method(c: ml_collections.ConfigDict, method: str, **kwargs) -> ml_collections.ConfigDict:
-    """Set ``c.method`` and its hyper-parameters; returns `c`."""
+def with_method(c: ml_collections.ConfigDict, method: str, *, alq_preset: str | None = None,
+                **kwargs) -> ml_collections.ConfigDict:
+    """Set ``c.method`` and its hyper-parameters; returns `c`. ALQ takes its settings from
+    `alq_preset` (see `with_alq`); the other methods from `method_kwargs(method, **kwargs)`."""
     if method == "alq":
-        return with_alq(c)
+        return with_alq(c, alq_preset)
     c.method = method
     c.method_kwargs = method_kwargs(method, **kwargs)
     return c
@@ -131,6 +133,31 @@ ALQ_PRESETS: dict[str, dict] = {
             "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
         },
     },
+    # The official MNIST schedule with one group per output filter of every layer: the fallback for
+    # models without a preset, and the choice of the small digits / MNIST ResNet runs [recon].
+    "mnist_channelwise": {
+        "learning_rate": 1e-3,
+        "batch_size": 128,
+        "kwargs": {
+            "groups": (), "num_bases": 6, "rounds": 4, "epoch_basis": 20, "ld_basis": 0.8,
+            "epoch_coord": 10, "ld_coord": 0.8, "epoch_prune": 1, "prune_ratio": 0.8, "top_k": 0.005,
+            "epoch_ste": 50, "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
+        },
+    },
+    # CIFAR-10 ResNet-20/56: no official setting exists; the ImageNet ResNet's groups (first conv
+    # channelwise, the head subchannelwise, every other conv pixelwise) with the official CIFAR-10
+    # schedule of VGG-small (I_max 6, 5 rounds, pr 0.4, top_k 0.002, lr 1e-3, batch 128) [recon].
+    "cifar_resnet": {
+        "learning_rate": 1e-3,
+        "batch_size": 128,
+        "kwargs": {
+            "groups": (("conv_init", "channelwise"), ("head", "subchannelwise", 2), ("", "pixelwise")),
+            "num_bases": 6, "rounds": 5, "epoch_basis": 20, "ld_basis": 0.8, "epoch_coord": 10,
+            "ld_coord": 0.8, "epoch_prune": 1, "prune_ratio": 0.4, "top_k": 0.002, "epoch_ste": 50,
+            "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
+        },
+    },
+    # ImageNet ResNets (official for ResNet-18/34; ResNet-50 takes the same settings [recon])
     "resnet18": {
         "learning_rate": 2e-4,
         "batch_size": 256,
@@ -144,20 +171,35 @@ ALQ_PRESETS: dict[str, dict] = {
 }
 
 
-def with_alq(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Switch `c` to ALQ with the official settings of ``c.model`` (a preset of `ALQ_PRESETS`; other
-    models get channelwise groups and the LeNet-5 schedule). ``num_epochs`` is the pipeline's length;
-    set ``pretrain.epochs`` for the full-precision network ALQ starts from."""
+# Models whose settings are another preset's (no official setting of their own).
+ALQ_PRESET_OF_MODEL: dict[str, str] = {
+    "resnet20": "cifar_resnet", "resnet56": "cifar_resnet", "resnet34": "resnet18", "resnet50": "resnet18",
+}
+
+
+def alq_preset_name(model: str) -> str:
+    """The `ALQ_PRESETS` key `with_alq` uses for `model` when no preset is named."""
+    return model if model in ALQ_PRESETS else ALQ_PRESET_OF_MODEL.get(model, "mnist_channelwise")
+
+
+def with_alq(c: ml_collections.ConfigDict, preset: str | None = None) -> ml_collections.ConfigDict:
+    """Switch `c` to ALQ with the settings of `preset` (a key of `ALQ_PRESETS`).
+
+    `preset` defaults to ``c.model``'s own preset, else the one `ALQ_PRESET_OF_MODEL` names for it
+    (CIFAR ResNet-20/56: "cifar_resnet"; ResNet-34/50: "resnet18"), else "mnist_channelwise".
+    ``num_epochs`` becomes the pipeline's length; set ``pretrain.epochs`` for the full-precision
+    network ALQ starts from.
+    """
     from hqjax.train.optim import alq_num_epochs
 
-    preset = ALQ_PRESETS.get(c.model, ALQ_PRESETS["lenet5"])
-    kwargs = dict(preset["kwargs"])
-    if c.model not in ALQ_PRESETS:
-        kwargs["groups"] = ()
+    preset = preset or alq_preset_name(c.model)
+    if preset not in ALQ_PRESETS:
+        raise ValueError(f"Unknown ALQ preset {preset!r}; choose one of {', '.join(ALQ_PRESETS)}.")
+    settings = ALQ_PRESETS[preset]
     c.method = "alq"
-    c.method_kwargs = ml_collections.ConfigDict(kwargs)
-    c.learning_rate = preset["learning_rate"]
-    c.batch_size = preset["batch_size"]
+    c.method_kwargs = ml_collections.ConfigDict(dict(settings["kwargs"]))
+    c.learning_rate = settings["learning_rate"]
+    c.batch_size = settings["batch_size"]
     c.num_epochs = alq_num_epochs(c)
     c.warmup_epochs = 0
     c.weight_decay = 0.0

@@ -11,4 +11,4 @@ from configs.common import base_config, with_method
 
 def get_config(method: str = "hq"):
     """ResNet-20 (option A shortcuts) on digits; HQ at 50 % sparsity by default."""
-    return with_method(base_config(), method or "hq", sparsity=0.5)
+    return with_method(base_config(), method or "hq", sparsity=0.5, alq_preset="mnist_channelwise")

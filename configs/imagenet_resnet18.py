@@ -14,7 +14,9 @@ from configs.common import base_config, with_method
 
 def imagenet_config(model: str, method: str, sparsity: float):
     """ImageNet with `model`: SGD-nesterov, lr 0.1 cosine with 5 warm-up epochs, wd 1e-4, batch 256,
-    random-resized crop + flip, bf16 compute; PTQ/HQ prune to `sparsity`."""
+    random-resized crop + flip, bf16 compute; PTQ/HQ prune to `sparsity`. For 'alq': the model's ALQ
+    preset (`configs.common.with_alq`; ResNet-18/34/50: "resnet18") after 90 full-precision epochs of
+    the recipe above."""
     c = base_config()
     c.dataset = "imagenet2012"
     c.model = model
@@ -30,17 +32,17 @@ def imagenet_config(model: str, method: str, sparsity: float):
     c.checkpoint_every_epochs = 1
     c.log_every_steps = 100
     c.layer_stats_every_epochs = 1
-    return with_method(c, method or "ptq", sparsity=sparsity)
+    c = with_method(c, method or "ptq", sparsity=sparsity)
+    if c.method == "alq":  # ALQ starts from the full-precision network of this same recipe
+        c.pretrain.epochs = 90
+        c.pretrain.learning_rate = 0.1
+        c.pretrain.warmup_epochs = 5
+        c.pretrain.weight_decay = 1e-4
+    return c
 
 
 def get_config(method: str = "ptq"):
     """ResNet-18: 90 % zeros, what the PTQ paper's 939 KB (49x) ResNet-18 implies (spec B7). For 'alq':
     the official pipeline (5 rounds, I_max 8, pr 0.15, top_k 0.0005, lr 2e-4, batch 256; 180 epochs)
     after 90 epochs of full-precision SGD-nesterov (lr 0.1, 5 warm-up epochs, wd 1e-4)."""
-    c = imagenet_config("resnet18", method, sparsity=0.9)
-    if c.method == "alq":
-        c.pretrain.epochs = 90
-        c.pretrain.learning_rate = 0.1
-        c.pretrain.warmup_epochs = 5
-        c.pretrain.weight_decay = 1e-4
-    return c
+    return imagenet_config("resnet18", method, sparsity=0.9)

@@ -18,4 +18,4 @@ def get_config(method: str = "hq"):
     c.eval_batch_size = 1000
     c.checkpoint_every_epochs = 5
     c.layer_stats_every_epochs = 1
-    return with_method(c, method or "hq", sparsity=0.5)
+    return with_method(c, method or "hq", sparsity=0.5, alq_preset="mnist_channelwise")

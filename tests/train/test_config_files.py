@@ -195,3 +195,43 @@ def test_config_file_runs_on_mock_data(module, method, tmp_path):
         pre = [r for r in read_metrics(os.path.join(workdir, "pretrain")) if r["split"] == "eval"]
         assert len(pre) == config.pretrain.epochs
         assert os.path.isdir(os.path.join(workdir, "pretrain", "checkpoints"))
+
+
+def alq_group_shapes(config) -> dict[str, tuple[int, int, int]]:
+    """``{leaf path: (groups, basis slots, group size)}`` of the ALQ state `config` builds, traced."""
+    meta = data.info(config.dataset)
+    model = models.get(config.model, num_classes=config.num_classes, **dict(config.model_kwargs))
+    tx = make_optimizer(config, steps_per_epoch=10)
+    x = jnp.zeros((1, *meta.image_shape), jnp.float32)
+
+    def init():
+        return tx.init(model.init(jax.random.key(0), x, train=False)["params"])
+
+    state = hqjax.transforms.alq.find_alq_state(jax.eval_shape(init))
+    return {p: tuple(layer.bases.shape) for p, layer in hqjax.transforms.alq.alq_layers(state).items()}
+
+
+def test_alq_presets_follow_the_model():
+    """CIFAR ResNets take the "cifar_resnet" preset (ResNet groups, CIFAR-10 schedule, fp pre-training);
+    ResNet-50 the ImageNet ResNet-18 one; the digits and MNIST ResNets keep "mnist_channelwise"."""
+    from configs.common import ALQ_PRESETS, with_alq
+
+    c20 = get_config("cifar10_resnet20", "alq")
+    assert dict(c20.method_kwargs) == dict(ALQ_PRESETS["cifar_resnet"]["kwargs"])
+    assert (c20.learning_rate, c20.pretrain.epochs, c20.num_epochs) == (1e-3, 200, 5 * 31 + 50 + 20)
+    shapes = alq_group_shapes(c20)
+    assert shapes["conv_init/kernel"] == (16, 6, 27)  # channelwise: one group per filter of 3x3x3
+    assert shapes["head/kernel"] == (20, 6, 32)  # subchannelwise 2: each of 10 rows in two halves of 32
+    assert shapes["stage1_block0/conv1/kernel"] == (144, 6, 16)  # pixelwise: 16 filters x 9 positions
+    assert shapes["stage3_block2/conv2/kernel"] == (576, 6, 64)
+
+    c50 = get_config("imagenet_resnet50", "alq")
+    assert dict(c50.method_kwargs) == dict(ALQ_PRESETS["resnet18"]["kwargs"])
+    assert (c50.learning_rate, c50.batch_size, c50.pretrain.epochs) == (2e-4, 256, 90)
+
+    for module in ("default", "mnist_resnet20"):
+        c = get_config(module, "alq")
+        assert dict(c.method_kwargs) == dict(ALQ_PRESETS["mnist_channelwise"]["kwargs"])
+        assert c.method_kwargs.groups == () and c.pretrain.epochs == 0
+    with pytest.raises(ValueError, match="Unknown ALQ preset 'resnet9'.*cifar_resnet"):
+        with_alq(c20, "resnet9")
