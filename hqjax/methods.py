@@ -145,7 +145,9 @@ def ttq(
     Args:
       inner: the optax optimizer.
       scale_learning_rate: learning rate of the scales' Adam (number or schedule). Default 1e-3 is ours
-        (the paper trains scales with the model's optimizer).
+        (the paper trains scales with the model's optimizer). Give it the decay of the model's own
+        schedule (`train.py` does): scales that still move once the weights have settled leave the
+        BatchNorm running statistics behind, and the evaluated network with them.
       selection: quantized leaves.
       axis: unit axis (-1 per output channel, library default; None per layer as in the paper).
       factor: threshold factor (0.05, TTQ).

@@ -25,6 +25,11 @@ def learning_rate_schedule(config: Any, steps_per_epoch: int) -> optax.Schedule:
     return optax.join_schedules([ramp, main], [warmup])
 
 
+def scaled_schedule(schedule: optax.Schedule, factor: float) -> optax.Schedule:
+    """`schedule` times `factor`: a second learning rate with the same warm-up and decay."""
+    return lambda step: schedule(step) * factor
+
+
 # Recipes that apply their own weight decay to the quantized latent weights (spec section 8 item 10).
 RECIPES_WITH_DECAY = ("ptq", "hq", "hla_tq")
 
@@ -64,6 +69,12 @@ def make_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransform
     else:
         inner = inner_optimizer(config, schedule)
     accepted = inspect.signature(hqjax.METHODS[config.method]).parameters
+    if config.method == "ttq":
+        # the scales' Adam follows the run's schedule (warm-up, cosine decay) from its own peak rate:
+        # a constant rate keeps the scales moving at the end of training, after the weights have
+        # settled, and the BatchNorm running statistics of the evaluation trail them
+        peak = float(kwargs.get("scale_learning_rate", accepted["scale_learning_rate"].default))
+        kwargs["scale_learning_rate"] = scaled_schedule(schedule, peak / config.learning_rate)
     if "total_steps" in accepted:
         kwargs.setdefault("total_steps", config.num_epochs * steps_per_epoch)
     if "selection" in accepted and "selection" not in kwargs:
