@@ -309,7 +309,8 @@ def bench_markdown(bench_dir: str) -> str:
         dev, a = data["device"], data["args"]
         cmd = (f"python bench/suite.py --models {','.join(a['models'])} --methods {','.join(a['methods'])} "
                f"--alq-modes {','.join(a['alq_modes'])} --batch {a['batch']} --reps {a['reps']} "
-               f"--warmup {a['warmup']} --dtype {a['dtype']} --json {os.path.relpath(path, ROOT)}")
+               f"--warmup {a['warmup']} --dtype {a['dtype']} "
+               f"--json docs/results/bench/{os.path.basename(path)}")
         parts.append(
             f"### {dev['device_count']} x {dev['device_kind']} ({dev['platform']}), jax {dev['jax']}, "
             f"{dev['cpus']} CPUs, load average at start {' '.join(map(str, dev['load_average']))}\n\n"

@@ -105,3 +105,31 @@ def test_report_writes_page_and_plots(tmp_path):
     assert "| hq | 90.50 ± 0.71 |" in text and "train hq 0" in text
     for name in ("acc_vs_size_mnist_lenet5.png", "cosine_mnist_lenet5.png", "layers_mnist_lenet5.png"):
         assert (out / "results" / name).stat().st_size > 1000
+
+
+def test_committed_page_is_what_the_committed_records_give(tmp_path):
+    """docs/results.md is exactly the report of docs/results/runs (and docs/results/bench): no number
+    on the page without its record, and every record's command is the one its table would run."""
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    docs = os.path.join(ROOT, "docs")
+    out = tmp_path / "docs"
+    (out / "results").mkdir(parents=True)
+    shutil.copy(os.path.join(docs, "results_notes.md"), out / "results_notes.md")
+    shutil.copytree(os.path.join(docs, "results", "bench"), out / "results" / "bench")
+    path = results_report.write_report(reproduce.TABLES, os.path.join(docs, "results", "runs"), str(out))
+    with open(path, encoding="utf-8") as f, open(os.path.join(docs, "results.md"), encoding="utf-8") as g:
+        assert f.read() == g.read(), "docs/results.md is stale: run `python bench/reproduce.py report`"
+    records = results_report.load_records(os.path.join(docs, "results", "runs"))
+    assert set(records) == set(reproduce.TABLES)
+    for name, rows in records.items():
+        table = reproduce.TABLES[name]
+        assert set(rows) == {r.name for r in table.rows}, name
+        by_name = {r.name: r for r in table.rows}
+        for row, recs in rows.items():
+            assert sorted(r["seed"] for r in recs) == [0, 1, 2], (name, row)
+            for rec in recs:  # trained with the command the table gives today
+                wd = f"runs/results/{name}/{row}-s{rec['seed']}"
+                want = reproduce.public_command(table, by_name[row], rec["seed"], wd, rec["cpu_devices"])
+                assert rec["command"] == want, (name, row, rec["seed"])
