@@ -192,6 +192,7 @@ def plot_acc_vs_size(table: Any, rows: dict[str, list[dict[str, Any]]], path: st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=90)
     for row in table.rows:
@@ -206,6 +207,10 @@ def plot_acc_vs_size(table: Any, rows: dict[str, list[dict[str, Any]]], path: st
                     yerr=y.std(ddof=1) if y.size > 1 else 0, fmt=marker, color=color, capsize=3,
                     label=row.label or row.name, mfc="none" if marker == "s" else color)
     ax.set_xscale("log")
+    # ticks at 1, 2, 5 x 10^k as plain numbers; the other minor ticks unlabelled (theirs collide)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("exported file (KB, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(table.title, fontsize=9)
