@@ -7,7 +7,7 @@ Needs tfds' cifar10 in array_record format: `tfds build cifar10 --file_format=ar
 
 from __future__ import annotations
 
-from configs.common import base_config, with_method
+from configs.common import base_config, with_method, with_pretrain
 
 
 def cifar10_config(model: str, method: str):
@@ -27,12 +27,8 @@ def cifar10_config(model: str, method: str):
     c.eval_batch_size = 1000
     c.checkpoint_every_epochs = 5
     c = with_method(c, method or "hq", sparsity=0.5)
-    if c.method == "alq":  # ALQ starts from the full-precision network of this same recipe
-        c.pretrain.epochs = 200
-        c.pretrain.learning_rate = 0.1
-        c.pretrain.warmup_epochs = 1
-        c.pretrain.weight_decay = 5e-4
-    return c
+    # ALQ starts from the full-precision network of this same recipe
+    return with_pretrain(c, 200, learning_rate=0.1, warmup_epochs=1, weight_decay=5e-4)
 
 
 def get_config(method: str = "hq"):

@@ -9,6 +9,7 @@ Needs tfds' cifar10 in array_record format: `tfds build cifar10 --file_format=ar
 from __future__ import annotations
 
 from configs.cifar10_resnet20 import cifar10_config
+from configs.common import with_pretrain
 
 
 def get_config(method: str = "alq"):
@@ -17,10 +18,4 @@ def get_config(method: str = "alq"):
     lr of 1e-2); other methods as `configs.cifar10_resnet20`."""
     c = cifar10_config("vgg_small", method or "alq")
     c.first_layer = "conv1/"  # VGG-small's first convolution (the base config names ResNet's conv_init)
-    if c.method == "alq":
-        c.pretrain.epochs = 100
-        c.pretrain.optimizer = "adam"
-        c.pretrain.learning_rate = 1e-2
-        c.pretrain.weight_decay = 0.0
-        c.pretrain.warmup_epochs = 0
-    return c
+    return with_pretrain(c, 100, optimizer="adam", learning_rate=1e-2, weight_decay=0.0, warmup_epochs=0)

@@ -177,6 +177,18 @@ ALQ_PRESET_OF_MODEL: dict[str, str] = {
 }
 
 
+def with_pretrain(c: ml_collections.ConfigDict, epochs: int, **recipe) -> ml_collections.ConfigDict:
+    """For an ALQ config, train its full-precision starting point first: `epochs` epochs with the
+    ``c.pretrain`` fields given in `recipe` (e.g. ``learning_rate=0.1``); other methods are unchanged."""
+    unknown = sorted(set(recipe) - set(c.pretrain))
+    if unknown:
+        raise ValueError(f"Unknown pretrain field(s) {unknown}; choose from {sorted(c.pretrain)}.")
+    if c.method == "alq":
+        c.pretrain.epochs = epochs
+        c.pretrain.update(recipe)
+    return c
+
+
 def alq_preset_name(model: str) -> str:
     """The `ALQ_PRESETS` key `with_alq` uses for `model` when no preset is named."""
     return model if model in ALQ_PRESETS else ALQ_PRESET_OF_MODEL.get(model, "mnist_channelwise")

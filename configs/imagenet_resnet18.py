@@ -9,7 +9,7 @@ Needs tfds' imagenet2012 in array_record format (download the archives by hand, 
 
 from __future__ import annotations
 
-from configs.common import base_config, with_method
+from configs.common import base_config, with_method, with_pretrain
 
 
 def imagenet_config(model: str, method: str, sparsity: float):
@@ -33,12 +33,8 @@ def imagenet_config(model: str, method: str, sparsity: float):
     c.log_every_steps = 100
     c.layer_stats_every_epochs = 1
     c = with_method(c, method or "ptq", sparsity=sparsity)
-    if c.method == "alq":  # ALQ starts from the full-precision network of this same recipe
-        c.pretrain.epochs = 90
-        c.pretrain.learning_rate = 0.1
-        c.pretrain.warmup_epochs = 5
-        c.pretrain.weight_decay = 1e-4
-    return c
+    # ALQ starts from the full-precision network of this same recipe
+    return with_pretrain(c, 90, learning_rate=0.1, warmup_epochs=5, weight_decay=1e-4)
 
 
 def get_config(method: str = "ptq"):

@@ -7,7 +7,7 @@ Use ``--config.dataset=mnist`` to read tfds' prepared MNIST instead of IDX files
 
 from __future__ import annotations
 
-from configs.common import base_config, with_method
+from configs.common import base_config, with_method, with_pretrain
 
 
 def get_config(method: str = "hq"):
@@ -26,9 +26,6 @@ def get_config(method: str = "hq"):
     c.layer_stats_every_epochs = 1
     if method == "alq":
         # the official ALQ run (spec section 1.5): 194 epochs of ALQ after full-precision pre-training
-        c.pretrain.epochs = 10
-        c.pretrain.learning_rate = 0.05
-        c.eval_batch_size = 1000
-        return with_method(c, "alq")
+        return with_pretrain(with_method(c, "alq"), 10, learning_rate=0.05)
     # LeNet-5 has no BatchNorm: every layer keeps a per-unit FP scale (spec section 8 item 3)
     return with_method(c, method or "hq", sparsity=0.7, scaled="conv1|conv2|fc1|head")

@@ -235,3 +235,14 @@ def test_alq_presets_follow_the_model():
         assert c.method_kwargs.groups == () and c.pretrain.epochs == 0
     with pytest.raises(ValueError, match="Unknown ALQ preset 'resnet9'.*cifar_resnet"):
         with_alq(c20, "resnet9")
+
+
+def test_with_pretrain_sets_only_alq_runs():
+    from configs.common import base_config, with_method, with_pretrain
+
+    alq = with_pretrain(with_method(base_config(), "alq"), 7, learning_rate=0.2, optimizer="adam")
+    assert (alq.pretrain.epochs, alq.pretrain.learning_rate, alq.pretrain.optimizer) == (7, 0.2, "adam")
+    hq = with_pretrain(with_method(base_config(), "hq"), 7, learning_rate=0.2)
+    assert hq.pretrain.epochs == 0 and hq.pretrain.learning_rate == base_config().pretrain.learning_rate
+    with pytest.raises(ValueError, match=r"Unknown pretrain field\(s\) \['lr'\]"):
+        with_pretrain(alq, 3, lr=0.1)
