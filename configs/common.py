@@ -8,6 +8,7 @@ keeps the file's method_kwargs, so prefer the ``:method`` form.
 from __future__ import annotations
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 METHODS = ("fp", "twn", "ttq", "ptq", "hq", "hla_tq", "alq")
 
@@ -44,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.max_steps = 0  # > 0: stop (with a checkpoint) after this many steps; schedules still span num_epochs
     c.batch_size = 128
     c.eval_batch_size = 256
+    # > 0: hold this many training examples out (one fixed choice) and evaluate on them instead of the
+    # test split, which the run then never opens: for choosing hyper-parameters
+    c.validation_split = 0
     # parallelism
     c.parallel = "jit"  # 'jit' (mesh sharding) | 'pmap'
     c.num_devices = 0  # 0: all devices
@@ -87,13 +91,16 @@ def method_kwargs(method: str, *, sparsity: float = 0.5, scaled: str = "head") -
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     kw: dict = {}
     if method == "twn":
-        kw = {"factor": 0.7}
+        # quantize_step and sparsity are not TWN's: they switch on the two-phase schedule and zeros by
+        # quantile for the component ablation (0 and None: TWN)
+        kw = {"factor": 0.7, "quantize_step": 0, "sparsity": placeholder(float)}
     elif method == "ttq":
         kw = {"factor": 0.05, "scale_learning_rate": 1e-3}
     elif method in ("ptq", "hq"):
-        kw = {"sparsity": sparsity, "scaled": scaled}
+        kw = {"sparsity": sparsity, "scaled": scaled, "zeros": "frozen"}
     elif method == "hla_tq":
-        kw = {"reg_strength": 0.1, "temperature_start": 2.0, "temperature_end": 50.0, "scaled": scaled}
+        kw = {"reg_strength": 0.1, "temperature_start": 2.0, "temperature_end": 50.0, "scaled": scaled,
+              "min_factor": 0.0, "sparsity": placeholder(float)}
     return ml_collections.ConfigDict(kw)
 
 

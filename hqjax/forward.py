@@ -13,7 +13,7 @@ transform):
 ===========  =======================================  ===============================================
 forward      first phase (``count < quantize_step``)   ternary phase
 ===========  =======================================  ===============================================
-ternary      --                                       ``identity_ste(V, T(V*M))`` (TWN: twn/lsq)
+ternary      ``V*M`` (only with ``quantize_step > 0``)    ``identity_ste(V, T(V*M))`` (TWN: twn/lsq)
 ttq          --                                       ``identity_ste(V, W_p 1[I_p] - W_n 1[I_n])``
 sphere       ``P(V*M)`` (exact Jacobian)              ``normalized_ste(V, M) = P(sign(V) * M)``, backward
                                                       the VJP of ``P(V*M)`` (PTQ phase B / HQ step 4)
@@ -147,6 +147,8 @@ def _leaf(
     sg = jax.lax.stop_gradient
     if cfg.forward == "ternary":
         x = v if mask is None else v * mask
+        if not ternary:  # two-phase TWN: full precision before `quantize_step`
+            return x
         if cfg.threshold == "mask" and mask is None:
             raise ValueError("threshold='mask' needs a hqjax.transforms.prune transform in the optimizer.")
         parts = ternary_parts(sg(x), mask=mask, **kw)

@@ -36,6 +36,7 @@ from typing import Any
 
 import optax
 
+from hqjax._checks import check_choice
 from hqjax.schedules import ScalarOrSchedule, agp, as_schedule, check_schedule, geometric, ramp
 from hqjax.selection import Selection
 from hqjax.transforms._common import check_int
@@ -51,6 +52,9 @@ from hqjax.transforms.ttq import ttq_scales
 
 __all__ = ["METHODS", "alq", "get_method", "hla_tq", "hq", "ptq", "static_args", "ttq", "twn"]
 
+ZEROS = ("frozen", "quantile")
+"""How PTQ/HQ choose the zeros of the ternary phase (the ``zeros`` argument)."""
+
 Recipe = Callable[..., optax.GradientTransformationExtraArgs]
 _STATIC = (
     "total_steps",
@@ -59,6 +63,7 @@ _STATIC = (
     "prune_every",
     "update_every",
     "frozen_from",
+    "release_from",
     "at_step",
     "axis",
     "factor",
@@ -103,11 +108,15 @@ def twn(
     selection: Selection | None = None,
     axis: int | None = -1,
     factor: float = 0.7,
+    quantize_step: int = 0,
+    sparsity: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Ternary Weight Networks (Li & Liu 2016; spec B2/B3(a)), wrapping any optax optimizer.
 
     Forward ``ternarize(V, threshold='twn', scale='lsq')`` per unit through the identity STE:
-    ``Delta = factor * mean|V|``, ``alpha = mean_{|V| > Delta}|V|``.
+    ``Delta = factor * mean|V|``, ``alpha = mean_{|V| > Delta}|V|``. The last two options are not part
+    of TWN; they switch on single components of the other recipes for ablations (two-phase schedule,
+    zeros by quantile).
 
     Args:
       inner: the optax optimizer that steps the latent weights (and all other parameters).
@@ -115,6 +124,9 @@ def twn(
       axis: unit axis: -1 per output channel (library default, spec section 8 item 1); None per layer
         as in the TWN paper.
       factor: threshold factor (0.7, TWN).
+      quantize_step: first ternary step; the forward pass is full precision before it (0: TWN).
+      sparsity: None (TWN's threshold) or a fraction in [0, 1): the zeros of each unit are its
+        ``round(sparsity * n)`` smallest magnitudes, chosen anew every step.
 
     Returns:
       An `optax.GradientTransformationExtraArgs`; use with `hqjax.forward_params`.
@@ -123,7 +135,17 @@ def twn(
       >>> tx = twn(optax.sgd(0.1, momentum=0.9))
     """
     _check_inner(inner)
-    q = quantizer("ternary", method="twn", selection=selection, axis=axis, factor=factor)
+    check_int(quantize_step, "quantize_step")
+    q = quantizer(
+        "ternary",
+        method="twn",
+        selection=selection,
+        axis=axis,
+        factor=factor,
+        quantize_step=quantize_step,
+        threshold=None if sparsity is None else "quantile",
+        sparsity=sparsity,
+    )
     return optax.chain(q, inner)
 
 
@@ -179,8 +201,14 @@ def _sphere_recipe(
     axis: int | None,
     scaled: str | tuple[str, ...] | None,
     radius: float | None,
+    zeros: str = "frozen",
 ) -> optax.GradientTransformationExtraArgs:
     _check_inner(inner)
+    check_choice(zeros, ZEROS, "zeros")
+    if zeros == "quantile" and threshold != "mask":
+        raise ValueError(
+            f"zeros='quantile' chooses the zero set itself; it needs threshold='mask', got {threshold!r}."
+        )
     total, q, end = _phases(total_steps, quantize_step, prune_end)
     check_int(prune_every, "prune_every", minimum=1)
     steps = tuple(sorted({0, max(q - 1, 0), q, total}))
@@ -196,7 +224,8 @@ def _sphere_recipe(
             selection=selection,
             axis=axis,
             quantize_step=q,
-            threshold=threshold,
+            threshold="quantile" if zeros == "quantile" else threshold,
+            sparsity=sched if zeros == "quantile" else None,
             scaled=scaled,
             check_steps=steps,
         ),
@@ -208,6 +237,7 @@ def _sphere_recipe(
             axis=axis,
             update_every=prune_every,
             frozen_from=q + 1,
+            release_from=q + 1 if zeros == "quantile" else None,
             check_steps=steps,
         ),
     ]
@@ -231,6 +261,7 @@ def ptq(
     axis: int | None = -1,
     scaled: str | tuple[str, ...] | None = None,
     radius: float | None = None,
+    zeros: str = "frozen",
 ) -> optax.GradientTransformationExtraArgs:
     """Pruning Ternary Quantization [recon] (spec section 3.2), wrapping any optax optimizer.
 
@@ -254,6 +285,10 @@ def ptq(
       scaled: regex rules for layers without BatchNorm after them that keep one FP scale per unit
         (least-squares) instead of the unit sphere (item 3); default none.
       radius: if given, also project the latent weights onto a sphere of this radius after every step.
+      zeros: the zero set of phase B. ``'frozen'`` (default, [recon]): the AGP mask of the boundary,
+        pruned weights held at 0. ``'quantile'``: pruning ends at the boundary and every step takes the
+        ``sparsity``-quantile of ``|V|`` per unit as zeros, so pruned weights may regrow (same zero
+        count per unit, ``P(T(V))`` forward through the Jacobian of ``P``).
 
     Examples:
       >>> tx = ptq(optax.sgd(0.1, momentum=0.9, nesterov=True), total_steps=300, sparsity=0.5)
@@ -273,6 +308,7 @@ def ptq(
         axis=axis,
         scaled=scaled,
         radius=radius,
+        zeros=zeros,
     )
 
 
@@ -291,6 +327,7 @@ def hq(
     axis: int | None = -1,
     scaled: str | tuple[str, ...] | None = None,
     radius: float | None = None,
+    zeros: str = "frozen",
 ) -> optax.GradientTransformationExtraArgs:
     """Hyperspherical Quantization [recon] (spec section 4.2), wrapping any optax optimizer.
 
@@ -300,7 +337,7 @@ def hq(
 
     Args:
       inner, total_steps, sparsity, quantize_step, prune_end, prune_every, weight_decay, selection,
-        axis, scaled, radius: as in `ptq` (same defaults).
+        axis, scaled, radius, zeros: as in `ptq` (same defaults).
       reinit: ``'sign'`` (default) or ``'none'``.
       threshold: ternary zero set in phase B: ``'mask'`` (default: the pruning mask, item 2) or
         ``'exact_cosine'`` (the cosine-maximising threshold inside the mask; sparsity may then exceed
@@ -324,6 +361,7 @@ def hq(
         axis=axis,
         scaled=scaled,
         radius=radius,
+        zeros=zeros,
     )
 
 

@@ -29,8 +29,8 @@ def test_get_method_builds_each_recipe(name):
 def test_unknown_method_lists_valid_names():
     with pytest.raises(ValueError, match=r"Unknown method 'alq2'; valid methods are 'hq', 'hla_tq', 'ptq'"):
         hqjax.get_method("alq2", optax.sgd(0.1))
-    with pytest.raises(ValueError, match="unknown arguments \\['sparsity'\\]"):
-        hqjax.get_method("twn", optax.sgd(0.1), sparsity=0.5)
+    with pytest.raises(ValueError, match="unknown arguments \\['reg_strength'\\]"):
+        hqjax.get_method("twn", optax.sgd(0.1), reg_strength=0.5)
 
 
 @pytest.mark.parametrize(
@@ -78,6 +78,6 @@ def test_scaled_rule_matching_no_quantized_leaf_fails_at_init():
 
 def test_static_args_and_inject_hyperparams_error():
     assert hqjax.static_args("hla_tq") == ("total_steps", "quantize_step", "axis", "min_factor")
-    assert hqjax.static_args(hqjax.twn) == ("axis", "factor")
+    assert hqjax.static_args(hqjax.twn) == ("quantize_step", "axis", "factor")
     with pytest.raises(ValueError, match="static_args"):
         optax.inject_hyperparams(hqjax.hq)(inner=optax.sgd(0.1), total_steps=30).init(_params())

@@ -26,12 +26,20 @@ from hqjax.data.pipeline import (
     num_batches,
 )
 from hqjax.data.registry import AUGMENTS, DATASETS, DatasetInfo, info
-from hqjax.data.sources import ArraySource, TfdsSource, get_dataset, load_digits_split
+from hqjax.data.sources import (
+    ArraySource,
+    SubsetSource,
+    TfdsSource,
+    get_dataset,
+    load_digits_split,
+    split_validation,
+)
 
 __all__ = [
     "AUGMENTS",
     "DATASETS",
     "ArraySource",
+    "SubsetSource",
     "Collate",
     "DatasetInfo",
     "EvalTransform",
@@ -47,4 +55,5 @@ __all__ = [
     "make_loader",
     "num_batches",
     "read_idx",
+    "split_validation",
 ]

@@ -24,10 +24,20 @@ import numpy as np
 from hqjax.data import idx
 from hqjax.data.registry import DatasetInfo, info
 
-__all__ = ["ArraySource", "TfdsSource", "get_dataset", "load_digits_split"]
+__all__ = [
+    "ArraySource",
+    "SubsetSource",
+    "TfdsSource",
+    "get_dataset",
+    "load_digits_split",
+    "split_validation",
+]
 
 DIGITS_SPLIT_SEED = 0
 """`random_state` of the fixed, stratified 1,437/360 train/test split of the scikit-learn digits."""
+
+VALIDATION_SEED = 0
+"""Seed of the fixed permutation that picks the validation examples out of a training split."""
 
 
 class ArraySource(Sequence):
@@ -240,3 +250,70 @@ def get_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = N
         images, labels = idx.load_idx_split(data_dir, split)
         return ArraySource(images, labels, name=f"{name}/{split}", dataset_info=meta)
     return _open_tfds(meta, split, data_dir)
+
+
+class SubsetSource(Sequence):
+    """The records ``indices`` of another source, in that order (a view: nothing is copied).
+
+    Args:
+      source: any random-access source.
+      indices: int array of positions in `source`.
+      name: short description used in ``repr``.
+    """
+
+    def __init__(self, source: Sequence, indices: np.ndarray, *, name: str) -> None:
+        self.source = source
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.name = name
+        self.info = getattr(source, "info", None)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: Any) -> dict[str, Any]:
+        return self.source[int(self.indices[int(index)])]
+
+    def __repr__(self) -> str:
+        return f"SubsetSource(name={self.name!r}, len={len(self)}, of={self.source!r})"
+
+
+def split_validation(
+    source: Sequence, size: int, *, seed: int = VALIDATION_SEED
+) -> tuple[Sequence, Sequence]:
+    """Hold `size` examples of a training source out as a validation split.
+
+    The held-out examples are the first `size` of one fixed permutation of the source (seed
+    `VALIDATION_SEED`, independent of the run's seed), so every run, method and seed of a study tunes
+    on the same validation images and trains on the same remainder. The two parts are disjoint and
+    together cover `source` exactly once; the test split is never involved.
+
+    Args:
+      source: the training source.
+      size: number of validation examples, in [1, len(source) - 1].
+      seed: seed of the permutation.
+
+    Returns:
+      ``(train, validation)``, two `SubsetSource` views, each in increasing index order.
+
+    Raises:
+      ValueError: `size` out of range.
+
+    Examples:
+      >>> src = ArraySource(np.zeros((10, 2, 2, 1), np.uint8), np.arange(10), name="toy")
+      >>> train, val = split_validation(src, 3)
+      >>> len(train), len(val), sorted(set(train.indices) | set(val.indices)) == list(range(10))
+      (7, 3, True)
+    """
+    n = len(source)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 < size < n:
+        raise ValueError(
+            f"A validation split of {size!r} examples is not possible for a training split of {n}; "
+            f"choose an integer in [1, {n - 1}] (e.g. --config.validation_split=10000 for MNIST)."
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    val_ids, train_ids = np.sort(perm[:size]), np.sort(perm[size:])
+    name = getattr(source, "name", type(source).__name__)
+    return (
+        SubsetSource(source, train_ids, name=f"{name} minus {size} validation"),
+        SubsetSource(source, val_ids, name=f"{name} validation {size}"),
+    )

@@ -59,7 +59,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _positive(config, f, allow_zero=True)
     for f in ("checkpoint_every_epochs", "keep_checkpoints", "log_every_steps", "num_devices",
               "layer_stats_every_epochs", "layer_stats_every_steps", "max_steps", "bn_recalibration_batches",
-              "checkpoint_every_steps"):
+              "checkpoint_every_steps", "validation_split"):
         _positive(config, f, integer=True, allow_zero=True)
     if config.momentum >= 1:
         raise ValueError(f"config.momentum={config.momentum} must be < 1.")

@@ -183,6 +183,20 @@ def latent_accuracy(
     return evaluate(eval_step, state._replace(batch_stats=stats), test_loader, mesh)["accuracy"]
 
 
+def eval_sources(config: Any) -> tuple[Any, Any]:
+    """The run's ``(train, evaluation)`` sources.
+
+    With ``config.validation_split = N > 0`` the last are N examples held out of the training split
+    (`hqjax.data.split_validation`, one fixed choice for every run) and the test split is never opened:
+    every accuracy the run reports is a validation accuracy. With 0 (default) it is the test split.
+    """
+    data_dir = config.data_dir or None
+    train = data.get_dataset(config.dataset, "train", data_dir=data_dir)
+    if config.validation_split:
+        return data.split_validation(train, config.validation_split)
+    return train, data.get_dataset(config.dataset, "test", data_dir=data_dir)
+
+
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     """Train and evaluate a model as `config` says; checkpoints and metrics go to `workdir`.
 
@@ -209,9 +223,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
     local_batch = config.batch_size // jax.process_count()
     local_eval_batch = config.eval_batch_size // jax.process_count()
 
-    data_dir = config.data_dir or None
-    train_source = data.get_dataset(config.dataset, "train", data_dir=data_dir)
-    test_source = data.get_dataset(config.dataset, "test", data_dir=data_dir)
+    train_source, test_source = eval_sources(config)
     steps_per_epoch = len(train_source) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(

@@ -77,6 +77,8 @@ def final_report(
         "train_seconds": train_seconds,
         "wall_seconds": wall_seconds,
         "stopped_early": stopped_early,
+        "eval_split": "validation" if config.get("validation_split") else "test",
+        "validation_split": int(config.get("validation_split") or 0),
         **sizes,
     }
     if jax.process_index() == 0:
@@ -93,7 +95,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['train_seconds']:.0f} s training ({s['wall_seconds']:.0f} s wall)"
         + (" [stopped early; resume with the same --workdir]" if s["stopped_early"] else "")
         + " ==",
-        f"{'test accuracy':<22}{'latent (FP)*':>14}{'ternary':>12}",
+        f"{s.get('eval_split', 'test') + ' accuracy':<22}{'latent (FP)*':>14}{'ternary':>12}",
         f"{'':<22}{s['latent_accuracy']:>14.4f}{s['ternary_accuracy']:>12.4f}",
         (
             f"quantized weights {s['quantized']:,} of {s['params']:,}; sparsity {s['sparsity']:.3f}; "

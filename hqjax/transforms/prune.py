@@ -44,6 +44,7 @@ def prune(
     axis: int | None = -1,
     update_every: int = 1,
     frozen_from: int | None = None,
+    release_from: int | None = None,
     check_steps: tuple[int, ...] = (0,),
 ) -> optax.GradientTransformation:
     """Prune the selected leaves by magnitude to a scheduled sparsity; hold pruned weights at exactly 0.
@@ -61,6 +62,9 @@ def prune(
       frozen_from: updates ``t >= frozen_from`` keep the masks (PTQ/HQ: ``quantize_step + 1``, so the
         masks of the whole ternary phase are those computed by the update that produces step
         ``quantize_step``).
+      release_from: updates ``t >= release_from`` end pruning: the masks become all ones and pruned
+        weights are free to regrow (PTQ/HQ with ``zeros='quantile'``, where the ternary threshold
+        chooses the zeros from then on). None (default): prune to the end.
       check_steps: steps at which the schedule is validated at construction.
 
     Returns:
@@ -77,6 +81,7 @@ def prune(
     selection = _common.as_selection(selection)
     _common.check_int(update_every, "update_every", minimum=1)
     _common.check_int(frozen_from, "frozen_from", allow_none=True)
+    _common.check_int(release_from, "release_from", allow_none=True)
     sched = as_schedule(sparsity)
     check_schedule(sched, "sparsity", check_steps, low=0.0, high=1.0, high_inclusive=False)
 
@@ -115,6 +120,11 @@ def prune(
             if frozen_from is not None:
                 refresh = refresh & (count < frozen_from)
             masks = jax.lax.cond(refresh, recompute, lambda ops: ops[2], operands)
+        if release_from is not None:
+            released = count >= release_from
+            masks = _common.map_selected(
+                lambda p, m: m | released, sel, params, masks, other=lambda p, m: None
+            )
 
         def apply(p: jax.Array, u: jax.Array, m: jax.Array) -> jax.Array:
             return jnp.where(m, u, (-p).astype(u.dtype))

@@ -47,7 +47,7 @@ _DEFAULT_RULES = {
 _ALLOWED_THRESHOLDS = {
     "ternary": ("twn", "ttq", "exact_cosine", "quantile", "mask"),
     "ttq": ("ttq",),
-    "sphere": ("mask", "exact_cosine"),
+    "sphere": ("mask", "exact_cosine", "quantile"),
     "hla": ("twn", "quantile", "exact_cosine", "ttq"),
 }
 
@@ -93,8 +93,9 @@ class QuantizerConfig:
 
     @property
     def two_phase(self) -> bool:
-        """True when the forward pass switches at `quantize_step` (``'sphere'`` and ``'hla'``)."""
-        return self.forward in ("sphere", "hla")
+        """True when the forward pass switches at `quantize_step` (``'sphere'``, ``'hla'``, and
+        ``'ternary'`` with a positive `quantize_step`: full precision before it)."""
+        return self.forward in ("sphere", "hla") or (self.forward == "ternary" and self.quantize_step > 0)
 
 
 class QuantizerState(NamedTuple):
