@@ -72,17 +72,17 @@ _ALQ_SHORT = (
 # towards the full recipes. 1,950 steps in all; a third of them is the two-phase boundary.
 _Q = 650
 _ABLATION_ROWS = (
-    Row("twn", "twn", label="TWN (per unit, 0.7 mean|w| threshold)"),
+    Row("twn", "twn", label="TWN (per unit, threshold 0.7 mean abs(w))"),
     Row("twn_2ph", "twn", (("method_kwargs.quantize_step", _Q),), label="+ two-phase (fp first third)"),
     Row("twn_2ph_q50", "twn", (("method_kwargs.quantize_step", _Q), ("method_kwargs.sparsity", 0.5)),
         label="+ two-phase + 50 % zeros by per-step quantile"),
     Row("sphere_q50", "hla_tq", (("method_kwargs.reg_strength", 0.0), ("method_kwargs.min_factor", 1.0),
                                  ("method_kwargs.sparsity", 0.5)),
-        label="+ hypersphere (two-phase, 50 % quantile, no regularizer, plain normalised STE)"),
-    Row("ptq_quantile", "ptq", (("method_kwargs.zeros", "'quantile'"),),
+        label="+ hypersphere (no regularizer, normalised STE)"),
+    Row("ptq_quantile", "ptq", (("method_kwargs.zeros", "quantile"),),
         label="PTQ, zeros by per-step quantile after the boundary"),
     Row("ptq", "ptq", label="PTQ (AGP mask frozen at the boundary)"),
-    Row("hq_quantile", "hq", (("method_kwargs.zeros", "'quantile'"),),
+    Row("hq_quantile", "hq", (("method_kwargs.zeros", "quantile"),),
         label="HQ, zeros by per-step quantile after the boundary"),
     Row("hq", "hq", label="HQ (PTQ + sign reinitialisation)"),
     Row("hla_tq_reg0", "hla_tq", (("method_kwargs.reg_strength", 0.0),), label="HLA-TQ without regularizer"),

@@ -87,8 +87,9 @@ def _label(table: Any, row_name: str) -> str:
 
 def table_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
     """One dataset's results table."""
+    split = getattr(table, "eval_split", "test")
     lines = [
-        "| row | test accuracy % | sparsity | bits / weight | exported size | ratio | training time "
+        f"| row | {split} accuracy % | sparsity | bits / weight | exported size | ratio | training time "
         "| seeds |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -182,6 +183,61 @@ def ablation_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def component_markdown(table: Any, rows: dict[str, list[dict[str, Any]]], baseline: str = "twn") -> str:
+    """Every row of a component ablation against its `baseline` row: difference of mean accuracy and
+    Welch's t over seeds, beside each row's zero fraction and exported size."""
+    if baseline not in rows:
+        return ""
+    base = [a * 100 for a in row_stats(rows[baseline])["acc"]]
+    split = getattr(table, "eval_split", "test")
+    lines = [
+        f"| row | {split} accuracy % | zeros | exported size | vs {baseline} (pp) | Welch t | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.rows:
+        if row.name not in rows:
+            lines.append(f"| {row.label or row.name} | not run | | | | | |")
+            continue
+        st = row_stats(rows[row.name])
+        acc = [a * 100 for a in st["acc"]]
+        if row.name == baseline:
+            diff = t_cell = "—"
+        else:
+            d, t = welch(acc, base)
+            diff = f"{d:+.2f}"
+            t_cell = f"{t:+.1f}" if min(len(acc), len(base)) > 1 else "n/a (1 seed)"
+        lines.append(
+            f"| {row.label or row.name} | {_pm(st['acc'], 100)} | {mean_std(st['sparsity'])[0]:.3f} | "
+            f"{_size(mean_std(st['coded'])[0])} | {diff} | {t_cell} | {','.join(map(str, st['seeds']))} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_components(table: Any, rows: dict[str, list[dict[str, Any]]], path: str) -> None:
+    """Accuracy per ablation row: one dot per seed and the mean, rows top to bottom as in the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r for r in table.rows if r.name in rows]
+    fig, ax = plt.subplots(figsize=(8.0, 0.42 * len(names) + 1.2), dpi=90)
+    for i, row in enumerate(names):
+        acc = np.asarray(row_stats(rows[row.name])["acc"]) * 100
+        color = METHOD_COLORS.get(rows[row.name][0]["method"], "k")
+        ax.plot(acc, np.full(acc.shape, -i), "o", color=color, mfc="none", ms=5)
+        ax.plot([acc.mean()], [-i], "|", color=color, ms=14, mew=2)
+    if "twn" in rows:
+        ax.axvline(np.mean(row_stats(rows["twn"])["acc"]) * 100, color="#1f77b4", lw=0.8, ls="--")
+    ax.set_yticks([-i for i in range(len(names))], [r.label or r.name for r in names], fontsize=7)
+    ax.set_xlabel(f"{getattr(table, 'eval_split', 'test')} accuracy (%): seeds (o) and mean (|)")
+    ax.set_title(table.title, fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _layer_keys(layer_rows: list[dict[str, Any]], suffix: str) -> list[str]:
     keys = sorted({k for r in layer_rows for k in r if k.endswith(suffix) and not k.startswith("quantizer/")})
     return keys
@@ -212,7 +268,7 @@ def plot_acc_vs_size(table: Any, rows: dict[str, list[dict[str, Any]]], path: st
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("exported file (KB, log scale)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{getattr(table, 'eval_split', 'test')} accuracy (%)")
     ax.set_title(table.title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
@@ -392,7 +448,14 @@ def write_report(tables: dict[str, Any], records_dir: str, out_dir: str) -> str:
             md += [f"![per-layer cosine over training, {name}](results/cosine_{name}.png)", ""]
         if plot_layers(table, rows, os.path.join(img_dir, f"layers_{name}.png")):
             md += [f"![per-layer sparsity and bits, {name}](results/layers_{name}.png)", ""]
-        abl = ablation_markdown(table, rows)
+        if getattr(table, "eval_split", "test") == "validation":
+            plot_components(table, rows, os.path.join(img_dir, f"components_{name}.png"))
+            md += ["Each row against TWN (positive: better than TWN; |t| < 2 is within seed noise):", "",
+                   component_markdown(table, rows), "",
+                   f"![accuracy per component, {name}](results/components_{name}.png)", ""]
+            abl = ""
+        else:
+            abl = ablation_markdown(table, rows)
         if abl:
             md += ["Each ternary method against the TWN row nearest to it in exported size (positive: "
                    "better than TWN; |t| < 2 is within seed noise at 3 seeds):", "", abl, ""]

@@ -212,3 +212,73 @@ def test_ternary_forward_composes_with_prune():
     mask = np.asarray(hqjax.find_quantizer_states(s).prune.masks["Dense_0"]["kernel"])
     grads = _vjp(params, s, g)["Dense_0"]["kernel"]
     np.testing.assert_array_equal(grads, np.where(mask, g["Dense_0"]["kernel"], 0.0))  # masked STE
+
+
+def _zeros_per_unit(w):
+    w = np.asarray(w)
+    return (w.reshape(-1, w.shape[-1]) == 0).sum(axis=0)
+
+
+def test_two_phase_twn_is_full_precision_before_quantize_step():
+    params = _params()
+    tx = hqjax.twn(optax.sgd(0.0), quantize_step=3)
+    p2, s2 = _advance(tx, params, 2)  # count 2 < 3: the forward pass is the latent weights
+    q = hqjax.forward_params(p2, s2)
+    np.testing.assert_array_equal(q["Dense_0"]["kernel"], p2["Dense_0"]["kernel"])
+    g = _upstream(p2)
+    np.testing.assert_array_equal(_vjp(p2, s2, g)["Dense_0"]["kernel"], g["Dense_0"]["kernel"])
+    p3, s3 = _advance(tx, params, 3)  # from step 3 on: TWN
+    q3 = hqjax.forward_params(p3, s3)
+    want = hqjax.forward_params(p3, _advance(hqjax.twn(optax.sgd(0.0)), params, 3)[1])
+    np.testing.assert_array_equal(q3["Dense_0"]["kernel"], want["Dense_0"]["kernel"])
+    assert not np.array_equal(q3["Dense_0"]["kernel"], p3["Dense_0"]["kernel"])
+
+
+def test_twn_quantile_zeros_have_the_requested_count_per_unit():
+    params = _params()
+    _, s = _advance(hqjax.twn(optax.sgd(0.0), sparsity=0.5), params, 1)
+    q = hqjax.forward_params(params, s)
+    _assert_ternary_per_unit(q["Dense_0"]["kernel"])
+    assert (_zeros_per_unit(q["Dense_0"]["kernel"]) == 6).all()  # 12 inputs per unit
+    w = np.abs(np.asarray(params["Dense_0"]["kernel"]))
+    kept = np.asarray(q["Dense_0"]["kernel"]) != 0
+    for j in range(w.shape[1]):  # the zeros are the smallest magnitudes of each unit
+        assert w[~kept[:, j], j].max() < w[kept[:, j], j].min()
+
+
+@pytest.mark.parametrize("name", ["ptq", "hq"])
+def test_quantile_zeros_release_the_mask_after_the_boundary(name):
+    """zeros='quantile': the latent weights pruned in phase A are free again in phase B (a gradient
+    moves them off 0), while the forward pass keeps round(sparsity * n) zeros per unit, chosen by
+    magnitude at every step; zeros='frozen' holds them at exactly 0."""
+    params = _params()
+    kw = dict(total_steps=12, quantize_step=4, prune_end=3, sparsity=0.5)
+    latent_zeros = {}
+    for zeros in ("frozen", "quantile"):
+        tx = hqjax.get_method(name, optax.sgd(0.1), zeros=zeros, **kw)
+        s = tx.init(params)
+        p = params
+        update = jax.jit(tx.update)
+        for t in range(9):
+            g = _upstream(p, seed=t)
+            u, s = update(g, s, p)
+            p = optax.apply_updates(p, u)
+        k = np.asarray(p["Dense_0"]["kernel"])
+        latent_zeros[zeros] = int((k == 0).sum())
+        q = hqjax.forward_params(p, s)["Dense_0"]["kernel"]
+        _assert_ternary_per_unit(q)
+        assert (_zeros_per_unit(q) == 6).all(), zeros
+        if zeros == "quantile":
+            kept = np.asarray(q) != 0
+            mags = np.abs(k)
+            for j in range(k.shape[1]):
+                assert mags[~kept[:, j], j].max() <= mags[kept[:, j], j].min()
+    assert latent_zeros["frozen"] == 36  # half of 12 x 6, held at 0 through phase B
+    assert latent_zeros["quantile"] < 36
+
+
+def test_quantile_zeros_need_the_mask_threshold():
+    with pytest.raises(ValueError, match="zeros='quantile'"):
+        hqjax.hq(optax.sgd(0.1), total_steps=30, zeros="quantile", threshold="exact_cosine")
+    with pytest.raises(ValueError, match="zeros"):
+        hqjax.ptq(optax.sgd(0.1), total_steps=30, zeros="thawed")
