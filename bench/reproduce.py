@@ -86,6 +86,7 @@ _ABLATION_ROWS = (
         label="HQ, zeros by per-step quantile after the boundary"),
     Row("hq", "hq", label="HQ (PTQ + sign reinitialisation)"),
     Row("hla_tq_reg0", "hla_tq", (("method_kwargs.reg_strength", 0.0),), label="HLA-TQ without regularizer"),
+    Row("hla_tq_r01", "hla_tq", (("method_kwargs.reg_strength", 0.01),), label="HLA-TQ, regularizer 0.01"),
     Row("hla_tq", "hla_tq", label="HLA-TQ (regularizer 0.1, re-scaled STE)"),
 )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -108,46 +109,66 @@ class Checkpointer:
     ) -> tuple[int, Any, Any] | None:
         """Restore the newest readable checkpoint (or the given step), or return None when there is none.
 
-        A checkpoint that cannot be read (corrupt or truncated files) is reported with a warning and
-        the next older one is tried; nothing is deleted.
+        When the newest checkpoints cannot be read (corrupt, truncated or missing files) and an older one
+        can, each unreadable step directory is moved aside, renamed ``<step>.unreadable-<UTC time>``
+        (never deleted), and one warning names the unreadable and the restored step: the run goes on from
+        the older checkpoint and later saves of those steps do not collide with the damaged directories.
 
         Args:
           abstract_state: the state's structure with shapes, dtypes and shardings (e.g. from
             ``jax.eval_shape`` or the freshly initialised state).
           config: the current run config; its identity fields must match the checkpoint's.
-          step: a specific step (default: the newest readable one).
+          step: a specific step (default: the newest readable one; nothing is moved aside then).
 
         Returns:
           ``(step, state, data_state)``, or None.
 
         Raises:
           CheckpointMismatchError: the checkpoint is for another model/method/dataset.
-          ValueError: no checkpoint can be read (or the requested `step` cannot).
+          ValueError: no checkpoint can be read (or the requested `step` cannot); nothing is moved.
         """
         steps = sorted(self._manager.all_steps(), reverse=True) if step is None else [step]
         if not steps:
             return None
-        failures = []
+        failures: list[tuple[int, str]] = []
         for s in steps:
             try:
-                return self._restore_step(s, abstract_state, config)
+                restored = self._restore_step(s, abstract_state, config)
             except CheckpointMismatchError:
                 raise
-            except Exception as e:  # noqa: BLE001 - any read failure: report, then try an older one
-                path = os.path.join(self.directory, str(s))
-                failures.append(f"{path}: {type(e).__name__}: {e}")
-                if s != steps[-1]:
-                    logging.warning(
-                        "The checkpoint at %s cannot be read (%s: %s); falling back to the previous one.",
-                        path, type(e).__name__, e,
-                    )
+            except Exception as e:  # noqa: BLE001 - any read failure: note it, then try an older one
+                failures.append((s, f"{os.path.join(self.directory, str(s))}: {type(e).__name__}: {e}"))
+                continue
+            if failures:
+                moved = self._move_aside([f for f, _ in failures])
+                logging.warning(
+                    "The checkpoint of step %s cannot be read (%s); moved it to %s and resumed from step %d.",
+                    ", ".join(str(f) for f, _ in failures), "; ".join(m for _, m in failures),
+                    ", ".join(moved), s,
+                )
+            return restored
         raise ValueError(
             "No checkpoint in "
             + self.directory
             + " can be read: "
-            + "; ".join(failures)
+            + "; ".join(m for _, m in failures)
             + ". Move the broken step directories away, or use a new --workdir."
         )
+
+    def _move_aside(self, steps: Sequence[int]) -> list[str]:
+        """Rename the directories of unreadable `steps` to ``<step>.unreadable-<time>`` (process 0; the
+        others wait for it) and reload the manager's view of the directory; returns the new paths."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        moved = [os.path.join(self.directory, f"{s}.unreadable-{stamp}") for s in steps]
+        if jax.process_index() == 0:
+            for s, target in zip(steps, moved, strict=True):
+                os.rename(os.path.join(self.directory, str(s)), target)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("hqjax_checkpoint_move_aside")
+        self._manager.reload()
+        return moved
 
     def _restore_step(
         self, step: int, abstract_state: Any, config: Mapping[str, Any]

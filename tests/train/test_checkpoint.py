@@ -59,7 +59,7 @@ def test_checkpoint_of_another_model_or_method_is_refused(tmp_path, field, value
     ck.close()
 
 
-@pytest.mark.parametrize("damage", ["remove_state", "truncate_files"])
+@pytest.mark.parametrize("damage", ["remove_state", "truncate_files", "flip_bytes", "empty_dir", "no_metadata"])
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage, caplog):
     ck = Checkpointer(str(tmp_path), async_save=False)
     ck.save(1, _state(1), {"position": 1}, CONFIG)
@@ -67,6 +67,22 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, dama
     step_dir = os.path.join(ck.directory, "2")
     if damage == "remove_state":
         shutil.rmtree(os.path.join(step_dir, "state"))
+    elif damage == "empty_dir":
+        shutil.rmtree(step_dir)
+        os.makedirs(step_dir)
+    elif damage == "no_metadata":
+        for name in os.listdir(step_dir):
+            if not os.path.isdir(os.path.join(step_dir, name)):
+                os.remove(os.path.join(step_dir, name))
+        shutil.rmtree(os.path.join(step_dir, "config"))
+    elif damage == "flip_bytes":
+        for root, _, files in os.walk(os.path.join(step_dir, "state")):
+            for f in files:
+                path = os.path.join(root, f)
+                data = bytearray(open(path, "rb").read())
+                for i in range(0, len(data), 7):
+                    data[i] ^= 0xFF
+                open(path, "wb").write(bytes(data))
     else:
         for root, _, files in os.walk(os.path.join(step_dir, "state")):
             for f in files:
@@ -76,9 +92,22 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, dama
         step, restored, data_state = ck.restore(_state(0), CONFIG)
     assert step == 1 and data_state == {"position": 1}
     assert_trees_all_close(restored, _state(1), rtol=0)
-    assert "falling back to the previous one" in caplog.text
-    assert os.path.isdir(step_dir)  # nothing deleted
+    assert "The checkpoint of step 2 cannot be read" in caplog.text and "resumed from step 1" in caplog.text
+    assert not os.path.exists(step_dir)  # moved aside, not deleted:
+    aside = [d for d in os.listdir(ck.directory) if d.startswith("2.unreadable-")]
+    assert len(aside) == 1 and aside[0] in caplog.text
+    assert os.path.isdir(os.path.join(ck.directory, aside[0]))
+    assert damage == "empty_dir" or os.listdir(os.path.join(ck.directory, aside[0]))  # what was there
+    # the run goes on past the damaged step: saving step 2 again works and is what a rerun restores
+    ck.save(2, _state(3), {"position": 3}, CONFIG)
+    ck.wait()
+    step, restored, data_state = ck.restore(_state(0), CONFIG)
+    assert step == 2 and data_state == {"position": 3}
+    assert_trees_all_close(restored, _state(3), rtol=0)
     ck.close()
+    fresh = Checkpointer(str(tmp_path), async_save=False)  # the renamed directory is no step
+    assert fresh.latest_step() == 2 and sorted(fresh._manager.all_steps()) == [1, 2]
+    fresh.close()
 
 
 def test_no_readable_checkpoint_is_a_clear_error(tmp_path):

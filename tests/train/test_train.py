@@ -89,6 +89,29 @@ def test_interrupted_run_resumes_bit_identically(hq_run, tmp_path):
     assert_trees_all_close(a, b, rtol=0, atol=0)
 
 
+def test_resume_past_a_damaged_newest_checkpoint(hq_run, tmp_path, caplog):
+    """The newest checkpoint damaged: the rerun moves it aside, resumes from the one before, trains
+    through the damaged step again (saving it anew) and ends with the uninterrupted run's state."""
+    import shutil
+
+    straight, summary = hq_run
+    workdir = tmp_path / "run"
+    shutil.copytree(straight, workdir)
+    last = workdir / "checkpoints" / str(summary["step"])
+    for path in (last / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        again = train_and_evaluate(tiny(), str(workdir))
+    assert f"The checkpoint of step {summary['step']} cannot be read" in caplog.text
+    assert "resumed from step 22" in caplog.text
+    assert again["step"] == summary["step"]
+    assert [p.name.split(".")[0] for p in (workdir / "checkpoints").glob("*.unreadable-*")] == [last.name]
+    (step_a, a), (step_b, b) = _saved_state(straight), _saved_state(workdir)
+    assert step_a == step_b
+    assert_trees_all_close(a, b, rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_pmap_mode_trains_the_same_model_as_jit(tmp_path):
     # The loop's pmap path (step-level equality is in test_steps.py, which runs by default).
