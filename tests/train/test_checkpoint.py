@@ -59,7 +59,9 @@ def test_checkpoint_of_another_model_or_method_is_refused(tmp_path, field, value
     ck.close()
 
 
-@pytest.mark.parametrize("damage", ["remove_state", "truncate_files", "flip_bytes", "empty_dir", "no_metadata"])
+@pytest.mark.parametrize(
+    "damage", ["remove_state", "truncate_files", "flip_bytes", "empty_dir", "no_metadata"]
+)
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage, caplog):
     ck = Checkpointer(str(tmp_path), async_save=False)
     ck.save(1, _state(1), {"position": 1}, CONFIG)
