@@ -8,6 +8,10 @@ Every field of the config can be overridden with ``--config.FIELD=VALUE``; an un
 invalid value stops the program before anything starts. Re-running with the same ``--workdir``
 resumes from its newest checkpoint.
 
+An error the command line can cause (a bad value, a missing dataset, a checkpoint of another run, a
+directory that cannot be written) ends the program with one line saying what is wrong and a non-zero
+exit code; ``--verbose`` or ``HQJAX_VERBOSE=1`` shows the Python traceback as well (for bug reports).
+
 Several processes (hosts of a TPU pod or GPU cluster) run this same program, each as one process of the
 run: ``--coordinator=HOST:PORT --num_processes=N --process_id=I`` (or the environment variables
 HQJAX_COORDINATOR / HQJAX_NUM_PROCESSES / HQJAX_PROCESS_ID, or jax's JAX_COORDINATOR_ADDRESS /
@@ -25,10 +29,35 @@ from ml_collections import config_flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
-config_flags.DEFINE_config_file(
-    "config", os.path.join(_HERE, "configs", "default.py"), "Run configuration (a get_config() file).",
-    lock_config=True,
-)
+VERBOSE_ENV = "HQJAX_VERBOSE"
+_HINT = f"(--verbose or {VERBOSE_ENV}=1 shows the traceback)"
+
+
+def _verbose(argv: list[str]) -> bool:
+    """Whether tracebacks are wanted: ``--verbose`` on the command line or ``HQJAX_VERBOSE`` set."""
+    if os.environ.get(VERBOSE_ENV, "").lower() not in ("", "0", "false"):
+        return True
+    return any(a in ("--verbose", "--verbose=true", "--verbose=True", "--verbose=1") for a in argv)
+
+
+def _config_field_error(e: BaseException) -> str:
+    """One line for ml_collections' error on an unknown ``--config.FIELD`` (a KeyError wrapped in an
+    AttributeError, with its "Did you mean" suggestion)."""
+    inner = e.args[0] if e.args else e
+    text = inner.args[0] if isinstance(inner, BaseException) and inner.args else str(inner)
+    name, _, rest = str(text).partition("\n")
+    return f"Unknown config field {name}. {rest}".strip() + " Every field is listed by --helpfull."
+
+
+try:  # ml_collections reads the --config.FIELD overrides here, at definition
+    config_flags.DEFINE_config_file(
+        "config", os.path.join(_HERE, "configs", "default.py"), "Run configuration (a get_config() file).",
+        lock_config=True,
+    )
+except (AttributeError, KeyError) as e:  # --config.FIELD that the config does not have
+    if _verbose(sys.argv):
+        raise
+    sys.exit(f"Invalid command line: {_config_field_error(e)}")
 flags.DEFINE_string("workdir", "runs/default", "Directory for checkpoints, metrics and the summary.")
 flags.DEFINE_integer(
     "cpu_devices", 0,
@@ -47,7 +76,7 @@ flags.DEFINE_integer(
     "process_id", None, "This process's index in [0, num_processes) (default: HQJAX_PROCESS_ID)."
 )
 flags.DEFINE_float("distributed_timeout", 300.0, "Seconds the processes may take to all join the run.")
-
+flags.DEFINE_bool("verbose", False, "Show the Python traceback of errors (also HQJAX_VERBOSE=1).")
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
@@ -73,7 +102,13 @@ def main(argv: list[str]) -> None:
         validate(config)
     except ValueError as e:
         sys.exit(f"Invalid configuration: {e}")
-    train_and_evaluate(config, f.workdir)
+    try:
+        train_and_evaluate(config, f.workdir)
+    except (ValueError, OSError) as e:  # bad values, missing or damaged data, unwritable directories
+        if f.verbose or _verbose(sys.argv):
+            raise
+        message = " ".join(str(e).split())
+        sys.exit(f"Error: {message} {_HINT}")
 
 
 if __name__ == "__main__":
