@@ -104,7 +104,7 @@ def main(argv: list[str]) -> None:
         sys.exit(f"Invalid configuration: {e}")
     try:
         train_and_evaluate(config, f.workdir)
-    except (ValueError, OSError) as e:  # bad values, missing or damaged data, unwritable directories
+    except (ValueError, OSError, FloatingPointError) as e:  # bad values or data, unwritable dirs, NaN
         if f.verbose or _verbose(sys.argv):
             raise
         message = " ".join(str(e).split())

@@ -183,6 +183,13 @@ def latent_accuracy(
     return evaluate(eval_step, state._replace(batch_stats=stats), test_loader, mesh)["accuracy"]
 
 
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+    """True when every floating-point leaf of `tree` is finite (one reduction on the device)."""
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
 def eval_sources(config: Any) -> tuple[Any, Any]:
     """The run's ``(train, evaluation)`` sources.
 
@@ -306,71 +313,99 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
                    dynamic_ncols=True)
 
     saved_steps: set[int] = set()
+    pending: list[Any] = []  # metrics of the steps since the last log line, still on the device
+    checked = 0  # how many of them are known to have a finite loss
+
+    def check_finite(upto: int) -> None:
+        """Stop on the first non-finite loss among ``pending[checked:upto]``, naming its step."""
+        nonlocal checked
+        for i in range(checked, max(upto, checked)):
+            loss = np.asarray(jax.device_get(pending[i]["loss"]))
+            if not np.isfinite(loss).all():
+                bad = done - len(pending) + i + 1
+                raise FloatingPointError(
+                    f"The training loss became {loss.ravel()[0]} at step {bad}; the run stops there and "
+                    "keeps its last checkpoint (no state of that step or later is saved). Lower "
+                    "--config.learning_rate, or check the data, then rerun the same command."
+                )
+        checked = max(upto, checked)
 
     def save(step: int) -> None:
         if step not in saved_steps:  # at most one save per step
-            checkpointer.save(step, host_state(), train_iter.get_state(), config.to_dict())
+            check_finite(len(pending))  # never save a state that went non-finite
+            state = host_state()
+            if not bool(jax.device_get(all_finite((state.params, state.batch_stats)))):
+                raise FloatingPointError(
+                    f"The weights became non-finite in step {step} (its loss was still finite); the run "
+                    "stops there and keeps its last checkpoint. Lower --config.learning_rate, or check "
+                    "the data, then rerun the same command."
+                )
+            checkpointer.save(step, state, train_iter.get_state(), config.to_dict())
             saved_steps.add(step)
 
     history: list[dict[str, Any]] = []
     t_start = time.time()
     train_time = 0.0
-    pending = []
+    done = start_step
     stopped_early = False
     stop_at = min(total_steps, config.max_steps) if config.max_steps else total_steps
-    with _StopRequest() as stop:
-        for step in range(start_step, stop_at):
-            t0 = time.time()
-            local = next(train_iter)
-            if use_pmap:
-                batch = parallel.pmap_split(local, pmap_devices)
-            else:
-                batch = parallel.global_batch(local, mesh)
-            step_fn = frozen_step if step // steps_per_epoch in frozen_epochs else train_step
-            run_state, metrics = step_fn(run_state, batch)
-            pending.append(metrics)
-            done = step + 1
-            if done % max(config.log_every_steps, 1) == 0 or done == total_steps:
-                host = jax.device_get(pending)
+    try:
+        with _StopRequest() as stop:
+            for step in range(start_step, stop_at):
+                t0 = time.time()
+                local = next(train_iter)
                 if use_pmap:
-                    host = [parallel.pmap_unreplicate(m) for m in host]
-                mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-                pending = []
-                if not np.isfinite(mean["loss"]):
-                    raise FloatingPointError(
-                        f"The training loss became {mean['loss']} at step {done}. Lower "
-                        "--config.learning_rate, or check the data; the last good checkpoint is kept."
-                    )
-                writer.write(done, "train", mean)
+                    batch = parallel.pmap_split(local, pmap_devices)
+                else:
+                    batch = parallel.global_batch(local, mesh)
+                step_fn = frozen_step if step // steps_per_epoch in frozen_epochs else train_step
+                run_state, metrics = step_fn(run_state, batch)
+                pending.append(metrics)
+                done = step + 1
+                # the loss of the step before this one: finished (or nearly) by now, so reading it keeps
+                # one step in flight and stops a diverging run one step after it went non-finite
+                check_finite(len(pending) - 1)
+                if done % max(config.log_every_steps, 1) == 0 or done == total_steps:
+                    check_finite(len(pending))
+                    host = jax.device_get(pending)
+                    if use_pmap:
+                        host = [parallel.pmap_unreplicate(m) for m in host]
+                    mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+                    pending.clear()
+                    checked = 0
+                    writer.write(done, "train", mean)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['accuracy']:.3f}")
                 if bar is not None:
-                    bar.set_postfix(loss=f"{mean['loss']:.3f}", acc=f"{mean['accuracy']:.3f}")
-            if bar is not None:
-                bar.update(1)
-            train_time += time.time() - t0
-            epoch_end = done % steps_per_epoch == 0
-            every_steps = config.layer_stats_every_steps
-            stats_due = bool(every_steps) and done % every_steps == 0
-            if epoch_end or done == total_steps:
-                epoch = done // steps_per_epoch
-                ev = evaluate(eval_step, run_state, eval_loader(), mesh,
-                              pmap_devices=pmap_devices if use_pmap else 0)
-                row = {"epoch": epoch, "ternary_accuracy": ev["accuracy"], "ternary_loss": ev["loss"]}
-                writer.write(done, "eval", row)
-                history.append({"step": done, **row})
-                every = config.layer_stats_every_epochs
-                stats_due |= bool(every) and (epoch % every == 0 or done == total_steps)
-            if stats_due and config.method != "fp":
-                writer.write(done, "layers", layer_stats(host_state(), summarize))
-            if epoch_end or done == total_steps:
-                ck_every = config.checkpoint_every_epochs
-                if ck_every and (epoch % ck_every == 0 or done == total_steps):
+                    bar.update(1)
+                train_time += time.time() - t0
+                epoch_end = done % steps_per_epoch == 0
+                every_steps = config.layer_stats_every_steps
+                stats_due = bool(every_steps) and done % every_steps == 0
+                if epoch_end or done == total_steps:
+                    epoch = done // steps_per_epoch
+                    ev = evaluate(eval_step, run_state, eval_loader(), mesh,
+                                  pmap_devices=pmap_devices if use_pmap else 0)
+                    row = {"epoch": epoch, "ternary_accuracy": ev["accuracy"], "ternary_loss": ev["loss"]}
+                    writer.write(done, "eval", row)
+                    history.append({"step": done, **row})
+                    every = config.layer_stats_every_epochs
+                    stats_due |= bool(every) and (epoch % every == 0 or done == total_steps)
+                if stats_due and config.method != "fp":
+                    writer.write(done, "layers", layer_stats(host_state(), summarize))
+                if epoch_end or done == total_steps:
+                    ck_every = config.checkpoint_every_epochs
+                    if ck_every and (epoch % ck_every == 0 or done == total_steps):
+                        save(done)
+                if config.checkpoint_every_steps and done % config.checkpoint_every_steps == 0:
                     save(done)
-            if config.checkpoint_every_steps and done % config.checkpoint_every_steps == 0:
-                save(done)
-            if stop.requested or checkpointer.reached_preemption(done) or done == stop_at < total_steps:
-                save(done)
-                stopped_early = done < total_steps
-                break
+                if stop.requested or checkpointer.reached_preemption(done) or done == stop_at < total_steps:
+                    save(done)
+                    stopped_early = done < total_steps
+                    break
+    except BaseException:
+        checkpointer.close()  # the saves already under way finish: the last good checkpoint stays
+        raise
     if bar is not None:
         bar.close()
     checkpointer.close()

@@ -93,3 +93,31 @@ def test_verbose_shows_the_traceback(tmp_path):
     for extra, env in ((["--verbose"], None), ([], {"HQJAX_VERBOSE": "1"})):
         r = _train(*args, *extra, env=env)
         assert r.returncode != 0 and "Traceback" in r.stderr and "ValueError" in r.stderr
+
+
+def test_non_finite_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    """A learning rate of 1e30 overflows within a few steps: the run ends with one line naming the
+    first step whose loss is not finite; every checkpoint on disk is complete, older than that step,
+    and finite."""
+    import re
+
+    import orbax.checkpoint as ocp
+
+    from hqjax.train.checkpoint import Checkpointer
+
+    wd = tmp_path / "nan"
+    r = _train("--config", "configs/default.py:fp", f"--workdir={wd}", "--config.learning_rate=1e30",
+               "--config.checkpoint_every_steps=1", "--config.model_kwargs={'width': 4}", *FAST)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    m = re.search(r"(?:The training loss became \S+ at|The weights became non-finite in) step (\d+)",
+                  r.stderr)
+    assert m, r.stderr
+    bad = int(m.group(1))
+    ck = Checkpointer(str(wd), async_save=False)
+    steps = sorted(ck._manager.all_steps())
+    assert steps and max(steps) == bad - 1, (steps, bad)  # every step before it saved, none after
+    assert not [d for d in os.listdir(ck.directory) if "tmp" in d]  # no half-written save left behind
+    state = ck._manager.restore(max(steps), args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    ck.close()
+    leaves = [np.asarray(x) for x in __import__("jax").tree.leaves(state["state"])]
+    assert all(np.isfinite(x).all() for x in leaves if x.dtype.kind == "f")
