@@ -109,7 +109,7 @@ def test_apply_if_finite_skips_a_nan_step_entirely():
     assert int(new_state.notfinite_count) == 1
 
 
-def _chain(name, inner):
+def _chain(name, inner, zeros="quantile"):
     sel = hqjax.Selection()
     if name == "twn":
         return optax.chain(transforms.quantizer("ternary", method="twn", factor=0.7), inner)
@@ -117,12 +117,15 @@ def _chain(name, inner):
         q = transforms.quantizer("ttq", method="ttq", factor=0.05)
         return optax.chain(q, transforms.ttq_scales(1e-2), inner)
     if name in ("ptq", "hq"):
-        parts = [
-            transforms.quantizer("sphere", method=name, quantize_step=2, selection=sel),
-            transforms.add_decayed_weights(1e-4),
-            inner,
-            transforms.prune(schedules.agp(0.5, end_step=1), frozen_from=3),
-        ]
+        sp = schedules.agp(0.5, end_step=1)
+        if zeros == "quantile":  # the default: zeros by per-step quantile after the boundary
+            q = transforms.quantizer("sphere", method=name, quantize_step=2, selection=sel,
+                                     threshold="quantile", sparsity=sp)
+            pr = transforms.prune(sp, frozen_from=3, release_from=3)
+        else:  # the AGP mask frozen at the boundary
+            q = transforms.quantizer("sphere", method=name, quantize_step=2, selection=sel)
+            pr = transforms.prune(sp, frozen_from=3)
+        parts = [q, transforms.add_decayed_weights(1e-4), inner, pr]
         if name == "hq":
             parts.append(transforms.reinitialize(2))
         return optax.chain(*parts)
@@ -147,6 +150,17 @@ def _chain(name, inner):
 def test_chained_transforms_equal_the_recipe(name):
     p1, s1, l1 = train(hqjax.METHODS[name](optax.sgd(0.05, momentum=0.9), **RECIPE_KW[name]))
     p2, s2, l2 = train(_chain(name, optax.sgd(0.05, momentum=0.9)))
+    assert_trees_all_close(p1, p2, rtol=0, atol=0)
+    assert jax.tree.structure(s1) == jax.tree.structure(s2)
+    np.testing.assert_array_equal(l1, l2)
+    assert l1[-1] < l1[0]
+
+
+@pytest.mark.parametrize("name", ["ptq", "hq"])
+def test_chained_transforms_equal_the_recipe_with_frozen_zeros(name):
+    kw = dict(RECIPE_KW[name], zeros="frozen")
+    p1, s1, l1 = train(hqjax.METHODS[name](optax.sgd(0.05, momentum=0.9), **kw))
+    p2, s2, l2 = train(_chain(name, optax.sgd(0.05, momentum=0.9), zeros="frozen"))
     assert_trees_all_close(p1, p2, rtol=0, atol=0)
     assert jax.tree.structure(s1) == jax.tree.structure(s2)
     np.testing.assert_array_equal(l1, l2)

@@ -192,7 +192,8 @@ def test_lookup_errors():
 
 def test_hq_exact_cosine_threshold_inside_the_mask():
     params = _params()
-    tx = hqjax.hq(optax.sgd(0.0), total_steps=6, quantize_step=2, prune_end=2, threshold="exact_cosine")
+    tx = hqjax.hq(optax.sgd(0.0), total_steps=6, quantize_step=2, prune_end=2, threshold="exact_cosine",
+                  zeros="frozen")
     params, s = _advance(tx, params, 3)
     mask = np.asarray(hqjax.find_quantizer_states(s).prune.masks["Dense_0"]["kernel"])
     q = np.asarray(hqjax.forward_params(params, s)["Dense_0"]["kernel"])
@@ -280,5 +281,7 @@ def test_quantile_zeros_release_the_mask_after_the_boundary(name):
 def test_quantile_zeros_need_the_mask_threshold():
     with pytest.raises(ValueError, match="zeros='quantile'"):
         hqjax.hq(optax.sgd(0.1), total_steps=30, zeros="quantile", threshold="exact_cosine")
+    with pytest.raises(ValueError, match="pass zeros='frozen'"):  # the default zeros is 'quantile'
+        hqjax.hq(optax.sgd(0.1), total_steps=30, threshold="exact_cosine")
     with pytest.raises(ValueError, match="zeros"):
         hqjax.ptq(optax.sgd(0.1), total_steps=30, zeros="thawed")

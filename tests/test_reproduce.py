@@ -82,7 +82,7 @@ def test_report_aggregates_mean_and_sample_std(tmp_path):
     assert m == pytest.approx(0.98) and s == pytest.approx(np.std([0.97, 0.98, 0.99], ddof=1))
     table = reproduce.TABLES["mnist_lenet5"]
     md = results_report.table_markdown(table, loaded["mnist_lenet5"])
-    assert "| hq | 98.00 ± 1.00 |" in md and "| alq | not run |" in md
+    assert "| hq (AGP mask frozen) | 98.00 ± 1.00 |" in md and "| alq | not run |" in md
     # HQ is paired with the TWN row nearest in size (110 B, not 200 B): +7 pp
     abl = results_report.ablation_markdown(table, loaded["mnist_lenet5"])
     hq_line = next(line for line in abl.splitlines() if line.startswith("| hq |"))
@@ -102,7 +102,7 @@ def test_report_writes_page_and_plots(tmp_path):
     out = tmp_path / "docs"
     path = results_report.write_report(reproduce.TABLES, str(tmp_path / "runs"), str(out))
     text = open(path, encoding="utf-8").read()
-    assert "| hq | 90.50 ± 0.71 |" in text and "train hq 0" in text
+    assert "| hq (AGP mask frozen) | 90.50 ± 0.71 |" in text and "train hq 0" in text
     for name in ("acc_vs_size_mnist_lenet5.png", "cosine_mnist_lenet5.png", "layers_mnist_lenet5.png"):
         assert (out / "results" / name).stat().st_size > 1000
 
