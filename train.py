@@ -9,8 +9,9 @@ invalid value stops the program before anything starts. Re-running with the same
 resumes from its newest checkpoint.
 
 An error the command line can cause (a bad value, a missing dataset, a checkpoint of another run, a
-directory that cannot be written) ends the program with one line saying what is wrong and a non-zero
-exit code; ``--verbose`` or ``HQJAX_VERBOSE=1`` shows the Python traceback as well (for bug reports).
+directory that cannot be written or that another run is using) ends the program with one line saying
+what is wrong and a non-zero exit code; ``--verbose`` or ``HQJAX_VERBOSE=1`` shows the Python traceback
+as well (for bug reports).
 
 Several processes (hosts of a TPU pod or GPU cluster) run this same program, each as one process of the
 run: ``--coordinator=HOST:PORT --num_processes=N --process_id=I`` (or the environment variables
@@ -89,6 +90,7 @@ def main(argv: list[str]) -> None:
 
     from hqjax.train import distributed
     from hqjax.train.config import validate
+    from hqjax.train.lock import WorkdirLockedError
     from hqjax.train.loop import train_and_evaluate
 
     f = flags.FLAGS
@@ -104,7 +106,8 @@ def main(argv: list[str]) -> None:
         sys.exit(f"Invalid configuration: {e}")
     try:
         train_and_evaluate(config, f.workdir)
-    except (ValueError, OSError, FloatingPointError) as e:  # bad values or data, unwritable dirs, NaN
+    # bad values or data, unwritable dirs, NaN, another run on the same workdir
+    except (ValueError, OSError, FloatingPointError, WorkdirLockedError) as e:
         if f.verbose or _verbose(sys.argv):
             raise
         message = " ".join(str(e).split())

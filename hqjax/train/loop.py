@@ -26,6 +26,7 @@ from hqjax import data, models
 from hqjax.train import parallel
 from hqjax.train.checkpoint import Checkpointer
 from hqjax.train.config import validate
+from hqjax.train.lock import workdir_lock
 from hqjax.train.logs import MetricWriter
 from hqjax.train.optim import alq_pipeline_kwargs, make_optimizer
 from hqjax.train.report import final_report, layer_stats
@@ -211,10 +212,15 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
     different model, method or dataset). An ALQ run with ``pretrain.epochs > 0`` first trains (or
     resumes) its full-precision starting point in ``workdir/pretrain``.
 
+    Only one run at a time may use `workdir`: a second one raises `WorkdirLockedError` before it
+    trains (see `hqjax.train.lock`; a killed run does not leave the directory locked).
+
     Returns:
       The final summary: accuracies (latent and ternary), sparsity, bits, sizes, timings.
     """
-    return _train(config, workdir)[0]
+    validate(config)
+    with workdir_lock(workdir):
+        return _train(config, workdir)[0]
 
 
 def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
