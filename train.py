@@ -22,6 +22,7 @@ SLURM). ``python -m hqjax.launch`` starts such a run on one machine's CPU for te
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
 import sys
 
@@ -39,6 +40,28 @@ def _verbose(argv: list[str]) -> bool:
     if os.environ.get(VERBOSE_ENV, "").lower() not in ("", "0", "false"):
         return True
     return any(a in ("--verbose", "--verbose=true", "--verbose=True", "--verbose=1") for a in argv)
+
+
+class _OneLineLogs(pylogging.Filter):
+    """Drop the tracebacks that libraries attach to their log records (orbax logs one per failed
+    background save); the record's own line stays, and the error itself ends the program in one line."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def _quiet_closed_loop(hook):
+    """An excepthook that drops ``RuntimeError('Event loop is closed')``: after a failed asynchronous save
+    tensorstore's writer threads still call back into orbax's finished event loop, once per pending write,
+    and each call would print a traceback. Every other error goes to `hook`."""
+
+    def quiet(kind, value, tb):
+        if kind is RuntimeError and str(value) == "Event loop is closed":
+            return
+        hook(kind, value, tb)
+
+    return quiet
 
 
 def _config_field_error(e: BaseException) -> str:
@@ -94,6 +117,9 @@ def main(argv: list[str]) -> None:
     from hqjax.train.loop import train_and_evaluate
 
     f = flags.FLAGS
+    if not (f.verbose or _verbose(sys.argv)):
+        logging.get_absl_handler().addFilter(_OneLineLogs())
+        sys.excepthook = _quiet_closed_loop(sys.excepthook)
     try:  # before anything uses jax (validating the config evaluates schedules)
         distributed.initialize(f.coordinator, f.num_processes, f.process_id, mode=f.distributed,
                                timeout_s=f.distributed_timeout)

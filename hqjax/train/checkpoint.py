@@ -15,11 +15,12 @@ the number of processes that wrote it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -32,6 +33,27 @@ IDENTITY_FIELDS: tuple[str, ...] = ("model", "method", "dataset", "num_classes",
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint in the run directory was written for a different model, method or process count."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, file-size limit, permissions); older ones are intact."""
+
+
+_TS_OS_ERROR = re.compile(r"os_error_code='?(\d+)")
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The `OSError` behind `e` (itself, or along its chain of causes), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        code = _TS_OS_ERROR.search(str(e))  # tensorstore reports an OS error inside a ValueError
+        if code:
+            return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def data_filename(process_index: int, process_count: int) -> str:
@@ -58,6 +80,7 @@ class Checkpointer:
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
         )
         self._process = (jax.process_index(), jax.process_count())
+        self._pending: int | None = None  # the step of the save under way (asynchronous saves)
         # Every process writes its own iterator state (primary_host=None: no single writer).
         every_process = ocp.options.MultiprocessingOptions(primary_host=None)
         self._manager = ocp.CheckpointManager(
@@ -80,29 +103,70 @@ class Checkpointer:
         """Save asynchronously (every process must call this; orbax coordinates the writes).
 
         `data_state` is this process's own data-iterator state (a JSON-serialisable dict).
+
+        Raises:
+          CheckpointWriteError: this save, or the asynchronous one before it, could not be written;
+            the message names the step and the newest complete checkpoint, which is left intact.
         """
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=ocp.args.JsonSave({"iterator": data_state}),
-                config=ocp.args.JsonSave(json.loads(json.dumps(dict(config), default=str))),
-            ),
-            force=True,
-        )
+        with self._writing(int(step)):
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    data=ocp.args.JsonSave({"iterator": data_state}),
+                    config=ocp.args.JsonSave(json.loads(json.dumps(dict(config), default=str))),
+                ),
+                force=True,
+            )
+        self._pending = int(step)
+
+    @contextlib.contextmanager
+    def _writing(self, step: int | None) -> Iterator[None]:
+        """Turn an OS error of a save (this one, or the pending asynchronous one that orbax reports now)
+        into a `CheckpointWriteError` that says which step failed and which checkpoint is intact."""
+        try:
+            yield
+        except Exception as e:
+            cause = _os_error(e)
+            if cause is None:
+                raise
+            failed = self._pending if self._pending is not None else step
+            self._pending = None
+            complete = self._complete_steps()
+            kept = (f"the checkpoint of step {complete[-1]} is intact and the run resumes from it"
+                    if complete else "no earlier checkpoint exists, so the run starts over")
+            what = f"the checkpoint of step {failed}" if failed is not None else "a checkpoint"
+            raise CheckpointWriteError(
+                cause.errno,
+                f"Could not write {what} in {self.directory}: "
+                f"{cause.strerror or cause}. Free disk space (or raise the file-size quota) and rerun the "
+                f"same command: {kept}.",
+            ) from e
+
+    def _complete_steps(self) -> list[int]:
+        """The steps whose checkpoint directory is complete on disk (orbax renames a finished save)."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return []
+        return sorted(int(n) for n in names if n.isdigit())
 
     def reached_preemption(self, step: int) -> bool:
         """True when the cluster asked this job to stop (multi-host preemption notice)."""
         return self._manager.reached_preemption(int(step))
 
     def wait(self) -> None:
-        """Block until pending asynchronous saves are on disk."""
-        self._manager.wait_until_finished()
+        """Block until pending asynchronous saves are on disk (`CheckpointWriteError` if one failed)."""
+        with self._writing(None):
+            self._manager.wait_until_finished()
+        self._pending = None
 
     def close(self) -> None:
-        """Finish pending saves and release the manager."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Finish pending saves and release the manager (`CheckpointWriteError` if a save failed)."""
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
     def restore(
         self, abstract_state: Any, config: Mapping[str, Any], step: int | None = None

@@ -24,7 +24,7 @@ from flax import linen as nn
 import hqjax
 from hqjax import data, models
 from hqjax.train import parallel
-from hqjax.train.checkpoint import Checkpointer
+from hqjax.train.checkpoint import Checkpointer, CheckpointWriteError
 from hqjax.train.config import validate
 from hqjax.train.lock import workdir_lock
 from hqjax.train.logs import MetricWriter
@@ -409,8 +409,12 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
                     save(done)
                     stopped_early = done < total_steps
                     break
-    except BaseException:
-        checkpointer.close()  # the saves already under way finish: the last good checkpoint stays
+    except BaseException as e:
+        try:
+            checkpointer.close()  # the saves already under way finish: the last good checkpoint stays
+        except CheckpointWriteError:
+            if not isinstance(e, CheckpointWriteError):  # else: the same failed save, reported once
+                raise
         raise
     if bar is not None:
         bar.close()
