@@ -62,13 +62,17 @@ _TERNARY = ("twn", "ttq", "ptq", "hq", "hla_tq")
 # PTQ and HQ rows of the results tables as trained: with the AGP mask frozen at the boundary (the
 # recipes' default until the component ablation below made zeros by per-step quantile the default).
 _FROZEN = (("method_kwargs.zeros", "frozen"),)
+# HLA-TQ rows as trained: regularizer strength 0.1, the default before the same ablation.
+_REG01 = (("method_kwargs.reg_strength", 0.1),)
 
 
 def _results_rows() -> tuple[Row, ...]:
-    """fp and the ternary methods with their defaults (PTQ and HQ pinned as trained, see `_FROZEN`)."""
+    """fp and the ternary methods with their defaults (PTQ, HQ and HLA-TQ pinned as trained, see
+    `_FROZEN` and `_REG01`)."""
+    pinned = {"ptq": (_FROZEN, "ptq (AGP mask frozen)"), "hq": (_FROZEN, "hq (AGP mask frozen)"),
+              "hla_tq": (_REG01, "hla_tq (regularizer 0.1)")}
     return (Row("fp", "fp"), *(
-        Row(m, m, _FROZEN, label=f"{m} (AGP mask frozen)") if m in ("ptq", "hq") else Row(m, m)
-        for m in _TERNARY))
+        Row(m, m, *pinned[m]) if m in pinned else Row(m, m) for m in _TERNARY))
 
 
 # ALQ on a short schedule (the official one is 194 epochs): the 4 rounds of basis / coordinate / prune
@@ -100,7 +104,7 @@ _ABLATION_ROWS = (
     Row("hla_tq_r01", "hla_tq", (("method_kwargs.reg_strength", 0.01),), label="HLA-TQ, regularizer 0.01"),
     Row("hla_tq_r001", "hla_tq", (("method_kwargs.reg_strength", 0.001),),
         label="HLA-TQ, regularizer 0.001"),
-    Row("hla_tq", "hla_tq", label="HLA-TQ (regularizer 0.1, re-scaled STE)"),
+    Row("hla_tq", "hla_tq", _REG01, label="HLA-TQ (regularizer 0.1, re-scaled STE)"),
 )
 
 # The same question on LeNet-5 for 15 epochs (5,865 steps): TWN, TWN at PTQ/HQ's 70 % zeros, and each

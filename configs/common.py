@@ -99,7 +99,7 @@ def method_kwargs(method: str, *, sparsity: float = 0.5, scaled: str = "head") -
     elif method in ("ptq", "hq"):
         kw = {"sparsity": sparsity, "scaled": scaled, "zeros": "quantile"}
     elif method == "hla_tq":
-        kw = {"reg_strength": 0.1, "temperature_start": 2.0, "temperature_end": 50.0, "scaled": scaled,
+        kw = {"reg_strength": 0.0, "temperature_start": 2.0, "temperature_end": 50.0, "scaled": scaled,
               "min_factor": 0.0, "sparsity": placeholder(float)}
     return ml_collections.ConfigDict(kw)
 

@@ -54,7 +54,8 @@ def _recipes():
         "ttq": hqjax.ttq(inner()),
         "ptq": hqjax.ptq(inner(), **sphere),
         "hq": hqjax.hq(inner(), **sphere),
-        "hla_tq": hqjax.hla_tq(inner(), **sphere),
+        # the regularizer switched on (its default is 0): the cosine test below is about its pull
+        "hla_tq": hqjax.hla_tq(inner(), **sphere, reg_strength=0.1),
     }
 
 
