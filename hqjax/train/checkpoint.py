@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -196,12 +197,8 @@ class Checkpointer:
             return None
         failures: list[tuple[int, str]] = []
         for s in steps:
-            try:
-                restored = self._restore_step(s, abstract_state, config)
-            except CheckpointMismatchError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any read failure: note it, then try an older one
-                failures.append((s, f"{os.path.join(self.directory, str(s))}: {type(e).__name__}: {e}"))
+            restored = self._try_restore_step(s, abstract_state, config, failures)
+            if restored is None:
                 continue
             if failures:
                 moved = self._move_aside([f for f, _ in failures])
@@ -219,6 +216,36 @@ class Checkpointer:
             + ". Move the broken step directories away, or use a new --workdir."
         )
 
+    def _try_restore_step(
+        self, step: int, abstract_state: Any, config: Mapping[str, Any], failures: list[tuple[int, str]]
+    ) -> tuple[int, Any, Any] | None:
+        """``(step, state, data_state)``, or None when a process cannot read `step` (why: in `failures`).
+
+        All processes take the same decision: the step's config and this process's data-iterator file
+        are read first and the processes agree that all of them could, then the train state is restored
+        and they agree again, so a checkpoint one process cannot read (its own data file damaged, say) is
+        given up by every process, not resumed by some and skipped by others.
+        """
+        path = os.path.join(self.directory, str(step))
+        reason = None
+        try:
+            data_state = self._read_metadata(step, config)
+        except CheckpointMismatchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any read failure: note it, then try an older one
+            reason = f"{path}: {type(e).__name__}: {e}"
+        if _all_processes(reason is None):
+            try:
+                abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+                args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+                state = self._manager.restore(step, args=args)["state"]
+            except Exception as e:  # noqa: BLE001
+                reason = f"{path}: {type(e).__name__}: {e}"
+            if _all_processes(reason is None):
+                return step, state, data_state
+        failures.append((step, reason or f"{path}: another process cannot read its part"))
+        return None
+
     def _move_aside(self, steps: Sequence[int]) -> list[str]:
         """Rename the directories of unreadable `steps` to ``<step>.unreadable-<time>`` (process 0; the
         others wait for it) and reload the manager's view of the directory; returns the new paths."""
@@ -234,16 +261,12 @@ class Checkpointer:
         self._manager.reload()
         return moved
 
-    def _restore_step(
-        self, step: int, abstract_state: Any, config: Mapping[str, Any]
-    ) -> tuple[int, Any, Any]:
+    def _read_metadata(self, step: int, config: Mapping[str, Any]) -> Any:
+        """Check the saved config of `step` against `config`; return this process's data-iterator state."""
         path = os.path.join(self.directory, str(step))
         saved = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
         check_compatible(saved, config, path)
-        data_state = self._read_data_state(path)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-        return step, out["state"], data_state
+        return self._read_data_state(path)
 
     def _read_data_state(self, path: str) -> Any:
         """This process's data-iterator state in the checkpoint at `path`."""
@@ -268,6 +291,15 @@ class Checkpointer:
             )
         with open(os.path.join(data_dir, name), encoding="utf-8") as f:
             return json.load(f)["iterator"]
+
+
+def _all_processes(ok: bool) -> bool:
+    """Whether `ok` holds on every process of the run (a collective when there are several)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok, np.int32))))
 
 
 def check_compatible(
