@@ -33,3 +33,27 @@ def test_suite_smallest_setting(tmp_path, capsys):
     assert saved["device"]["device_count"] >= 1 and saved["rows"] == json.loads(json.dumps(rows))
     printed = capsys.readouterr().out
     assert "lenet5: batch 16" in printed and saved["device"]["device_kind"] in printed
+
+
+def test_vs_torch_without_torch_says_so_and_returns_nothing(monkeypatch, capsys):
+    from bench import vs_torch
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    assert vs_torch.main(["--models", "lenet5", "--reps", "1"]) == []
+    assert "PyTorch is not installed" in capsys.readouterr().out
+
+
+def test_vs_torch_networks_match_hqjax_parameter_counts():
+    torch = __import__("pytest").importorskip("torch")
+    import jax
+
+    from bench import vs_torch
+    from hqjax import models
+
+    for name in vs_torch.MODELS:
+        spec = models.spec(name)
+        shape = jax.ShapeDtypeStruct((1, *spec.input_shape), "float32")
+        model = models.get(name)
+        variables = jax.eval_shape(lambda x, m=model: m.init(jax.random.key(0), x, train=False), shape)
+        net = vs_torch.torch_model(name, torch)
+        assert sum(p.numel() for p in net.parameters()) == models.count_params(variables), name
