@@ -361,6 +361,33 @@ def plot_layers(table: Any, rows: dict[str, list[dict[str, Any]]], path: str) ->
     return True
 
 
+def vs_torch_markdown(vs_dir: str) -> str:
+    """Tables of the ``bench/vs_torch.py --json docs/results/vs_torch/NAME.json`` files."""
+    parts = []
+    for path in sorted(glob.glob(os.path.join(vs_dir, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        v, a, rows = data["versions"], data["args"], data["rows"]
+        batch = "" if a.get("batch") is None else f" --batch {a['batch']}"
+        cmd = (f"python bench/vs_torch.py --models {','.join(a['models'])}{batch} --reps {a['reps']} "
+               f"--warmup {a['warmup']} --json docs/results/vs_torch/{os.path.basename(path)}")
+        loads = sorted({r["load_before"] for r in rows} | {r["load_after"] for r in rows})
+        lines = [
+            f"jax {v['jax']} ({v['device']}) vs PyTorch {v['torch']}, {v['cpus']} CPUs, float32 training "
+            f"step (forward, cross-entropy, backward, SGD momentum), median of {a['reps']} interleaved "
+            f"steps, load average {loads[0]}–{loads[-1]} during the timed part: `{cmd}`",
+            "",
+            "| model | batch | variant | ms / step | fastest ms | ratio to PyTorch NCHW | compile s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            comp = "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
+            lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {1e3 * r['step_s']:.1f} | "
+                         f"{1e3 * r['step_min_s']:.1f} | {r['ratio']:.2f} | {comp} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def bench_markdown(bench_dir: str) -> str:
     """Tables of the ``bench/suite.py --json docs/results/bench/NAME.json`` files, one per model."""
     parts = []
@@ -463,11 +490,13 @@ def write_report(tables: dict[str, Any], records_dir: str, out_dir: str) -> str:
             md += [notes[name], ""]
         md += ["Commands:", "", commands_markdown(table, rows)]
     for heading in ("Ablation: does HQ or HLA-TQ beat plain TWN at equal size?", "Benchmarks",
-                    "Expected runtimes of the CIFAR-10 and ImageNet configs"):
-        if heading in notes or heading == "Benchmarks":
+                    "Against PyTorch", "Expected runtimes of the CIFAR-10 and ImageNet configs"):
+        if heading in notes or heading in ("Benchmarks", "Against PyTorch"):
             md += ["", f"## {heading}", "", notes.get(heading, "")]
             if heading == "Benchmarks":
                 md += ["", bench_markdown(os.path.join(img_dir, "bench"))]
+            if heading == "Against PyTorch":
+                md += ["", vs_torch_markdown(os.path.join(img_dir, "vs_torch"))]
     path = os.path.join(out_dir, "results.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(md).rstrip() + "\n")

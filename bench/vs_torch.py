@@ -147,7 +147,7 @@ def torch_step(
         loss = torch.nn.functional.cross_entropy(net(xt), yt)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return run, sum(p.numel() for p in net.parameters())
 

@@ -108,7 +108,7 @@ def test_report_writes_page_and_plots(tmp_path):
 
 
 def test_committed_page_is_what_the_committed_records_give(tmp_path):
-    """docs/results.md is exactly the report of docs/results/runs (and docs/results/bench): no number
+    """docs/results.md is exactly the report of docs/results/runs (and results/bench, vs_torch): no number
     on the page without its record, and every record's command is the one its table would run."""
     pytest.importorskip("matplotlib")
     import shutil
@@ -117,7 +117,8 @@ def test_committed_page_is_what_the_committed_records_give(tmp_path):
     out = tmp_path / "docs"
     (out / "results").mkdir(parents=True)
     shutil.copy(os.path.join(docs, "results_notes.md"), out / "results_notes.md")
-    shutil.copytree(os.path.join(docs, "results", "bench"), out / "results" / "bench")
+    for sub in ("bench", "vs_torch"):
+        shutil.copytree(os.path.join(docs, "results", sub), out / "results" / sub)
     path = results_report.write_report(reproduce.TABLES, os.path.join(docs, "results", "runs"), str(out))
     with open(path, encoding="utf-8") as f, open(os.path.join(docs, "results.md"), encoding="utf-8") as g:
         assert f.read() == g.read(), "docs/results.md is stale: run `python bench/reproduce.py report`"
