@@ -119,13 +119,17 @@ _ABLATION_LENET5_ROWS = (
     Row("hla_tq_reg0", "hla_tq", (("method_kwargs.reg_strength", 0.0),), label="HLA-TQ without regularizer"),
     Row("hla_tq_r001", "hla_tq", (("method_kwargs.reg_strength", 0.001),),
         label="HLA-TQ, regularizer 0.001"),
+    Row("hla_tq_mf1", "hla_tq", (("method_kwargs.reg_strength", 0.0), ("method_kwargs.min_factor", 1.0)),
+        label="HLA-TQ without regularizer, normalised STE (re-scaling floor 1)"),
     # the learning rate, the one free hyper-parameter every method shares: the same grid of three for
-    # TWN, PTQ and HQ (the config's 0.05 in the rows above, 0.02 and 0.1 here, seed 0)
+    # TWN, PTQ, HQ and HLA-TQ (the config's 0.05 in the rows above, 0.02 and 0.1 here, seed 0)
     *(Row(f"{base.name}_lr{str(lr).replace('.', '')}", base.method, (*base.overrides, ("learning_rate", lr)),
           label=f"{base.label}, lr {lr}")
       for base in (Row("twn", "twn", label="TWN"),
                    Row("ptq", "ptq", (("method_kwargs.zeros", "quantile"),), label="PTQ (quantile)"),
-                   Row("hq", "hq", (("method_kwargs.zeros", "quantile"),), label="HQ (quantile)"))
+                   Row("hq", "hq", (("method_kwargs.zeros", "quantile"),), label="HQ (quantile)"),
+                   Row("hla_tq_reg0", "hla_tq", (("method_kwargs.reg_strength", 0.0),),
+                       label="HLA-TQ without regularizer"))
       for lr in (0.02, 0.1)),
 )
 
