@@ -113,7 +113,7 @@ def main() -> None:
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)
-    from hqjax.export.run import check_round_trip, export_run
+    from hqjax.train.artifacts import check_round_trip, export_run
     from hqjax.train.loop import train_and_evaluate
 
     folder = args.keep or tempfile.mkdtemp(prefix="hqjax-bench-export-")

@@ -179,7 +179,7 @@ def _export(model_name: str, spec: Any, state: TrainState, method: str, folder: 
         "input_shape": tuple(spec.input_shape),
     }
     path = os.path.join(folder, f"{model_name}-{method}.hqx")
-    hqjax.export(state.params, opt_state, path, **kwargs)
+    hqjax.export_packed(state.params, opt_state, path, **kwargs)
     file_bytes = os.path.getsize(path)
     report = hqjax.size_report(state.params, opt_state, **kwargs)
     if report.file_bytes != file_bytes:  # the accounting describes exactly this file

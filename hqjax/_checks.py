@@ -20,6 +20,17 @@ def is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def check_int(value: Any, name: str, *, minimum: int = 0, allow_none: bool = False) -> None:
+    """Raise `ValueError` unless `value` is a Python int >= `minimum` (or None when allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be a Python int >= {minimum}, got {value!r}. Under optax.inject_hyperparams, "
+            f"list it in `static_args` (see hqjax.static_args)."
+        )
+
+
 def check_fraction(value: Any, name: str, *, allow_one: bool = False) -> None:
     """Raise `ValueError` unless every element of a concrete `value` lies in [0, 1) (or [0, 1])."""
     if not is_concrete(value):

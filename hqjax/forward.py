@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from hqjax._checks import check_choice
 from hqjax.ops.sphere import project_to_sphere
 from hqjax.ops.ste import identity_ste, masked_ste, normalized_ste, rescaled_ste
 from hqjax.ops.ternary import ternary_parts
@@ -47,6 +48,7 @@ __all__ = [
     "find_quantizer_states",
     "forward_params",
     "latent_params",
+    "quantized_tree",
     "ternary_params",
 ]
 
@@ -184,8 +186,23 @@ def _leaf(
     )
 
 
-def _tree(params: Any, states: QuantizerStates, *, ternary: bool | None, latent: bool = False) -> Any:
-    """Map the per-leaf forward over `params` (``ternary=None``: by the step counter)."""
+TREE_MODES = ("forward", "ternary", "latent")
+
+
+def quantized_tree(params: Any, states: QuantizerStates, mode: str = "forward") -> Any:
+    """Map the per-leaf quantizer of `states` over `params`.
+
+    Args:
+      params: latent parameters.
+      states: the quantizer states of the optimizer state (`find_quantizer_states`).
+      mode: ``'forward'``: what the model computes with at the current step (`forward_params`; for
+        two-phase methods chosen by the step counter); ``'ternary'``: the hard ternary weights whatever
+        the phase (`ternary_params`); ``'latent'``: the full-precision weights they approximate
+        (`latent_params`).
+    """
+    check_choice(mode, TREE_MODES, "mode")
+    ternary = {"forward": None, "ternary": True, "latent": None}[mode]
+    latent = mode == "latent"
     cfg = states.config
     q = states.quantizer
     params = unbox(params)
@@ -258,7 +275,7 @@ def forward_params(params: Any, opt_state: Any) -> Any:
     alq = find_alq_state(opt_state)
     if alq is not None:
         return alq_params(params, alq)
-    return _tree(params, find_quantizer_states(opt_state), ternary=None)
+    return quantized_tree(params, find_quantizer_states(opt_state), "forward")
 
 
 def ternary_params(params: Any, opt_state: Any) -> Any:
@@ -285,7 +302,7 @@ def ternary_params(params: Any, opt_state: Any) -> Any:
     alq = find_alq_state(opt_state)
     if alq is not None:
         return alq_params(params, alq, differentiable=False)
-    return _tree(params, find_quantizer_states(opt_state), ternary=True)
+    return quantized_tree(params, find_quantizer_states(opt_state), "ternary")
 
 
 def latent_params(params: Any, opt_state: Any) -> Any:
@@ -311,4 +328,4 @@ def latent_params(params: Any, opt_state: Any) -> Any:
     alq = find_alq_state(opt_state)
     if alq is not None:  # ALQ keeps no latent weights outside its STE buffer: the params themselves
         return unbox(params)
-    return _tree(params, find_quantizer_states(opt_state), ternary=None, latent=True)
+    return quantized_tree(params, find_quantizer_states(opt_state), "latent")

@@ -36,10 +36,9 @@ from typing import Any
 
 import optax
 
-from hqjax._checks import check_choice
+from hqjax._checks import check_choice, check_int
 from hqjax.schedules import ScalarOrSchedule, agp, as_schedule, check_schedule, geometric, ramp
 from hqjax.selection import Selection
-from hqjax.transforms._common import check_int
 from hqjax.transforms.alq import GroupRule, alq_optimizer
 from hqjax.transforms.alq_schedule import alq_pipeline
 from hqjax.transforms.decay import add_decayed_weights

@@ -35,6 +35,7 @@ import jax
 __all__ = [
     "DEFAULT_INCLUDE",
     "Selection",
+    "as_rules",
     "leaf_paths",
     "path_str",
     "select",
@@ -97,7 +98,9 @@ def _natural_key(path: str) -> tuple:
     return tuple(parts)
 
 
-def _as_rules(value: Any, name: str) -> tuple[str, ...]:
+def as_rules(value: Any, name: str) -> tuple[str, ...]:
+    """`value` (None, one regex string or an iterable of them) as a tuple of rules; `ValueError` naming
+    `name` for a non-string or an invalid regular expression."""
     if value is None:
         return ()
     rules = (value,) if isinstance(value, str) else tuple(value)
@@ -145,12 +148,12 @@ class Selection:
     last: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "include", _as_rules(self.include, "include"))
-        object.__setattr__(self, "exclude", _as_rules(self.exclude, "exclude"))
+        object.__setattr__(self, "include", as_rules(self.include, "include"))
+        object.__setattr__(self, "exclude", as_rules(self.exclude, "exclude"))
         for name in ("first", "last"):
             value = getattr(self, name)
             if value is not None:
-                _as_rules(value, name)
+                as_rules(value, name)
                 if not isinstance(value, str):
                     raise ValueError(f"`{name}` must be one regex string or None, got {value!r}.")
         if not self.include:

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from hqjax._checks import reduce_axes
-from hqjax.forward import _tree, find_quantizer_states
+from hqjax.forward import find_quantizer_states, quantized_tree
 from hqjax.ops.sphere import cosine_similarity
 from hqjax.selection import leaf_paths, unbox
 from hqjax.transforms.alq import ALQState, alq_layers, alq_reconstruction, find_alq_state
@@ -74,8 +74,8 @@ def summarize(params: Any, opt_state: Any) -> dict[str, jax.Array]:
     states = find_quantizer_states(opt_state)
     cfg, qs = states.config, states.quantizer
     params = unbox(params)
-    latent = dict(leaf_paths(_tree(params, states, ternary=None, latent=True)))
-    tern = dict(leaf_paths(_tree(params, states, ternary=True)))
+    latent = dict(leaf_paths(quantized_tree(params, states, "latent")))
+    tern = dict(leaf_paths(quantized_tree(params, states, "ternary")))
     raw = dict(leaf_paths(params))
     signs = dict(leaf_paths(qs.signs))
     out: dict[str, jax.Array] = {}

@@ -44,6 +44,7 @@ __all__ = [
     "CODERS",
     "PackedModel",
     "export",
+    "export_packed",
     "export_variables",
     "forward_variables",
     "load_model",
@@ -400,7 +401,7 @@ def export_variables(path: str | os.PathLike, variables: Mapping[str, Any], **kw
     return report
 
 
-def export(
+def export_packed(
     params: Any,
     opt_state: Any,
     path: str | os.PathLike,
@@ -442,7 +443,7 @@ def export(
       >>> import optax, hqjax, tempfile, os
       >>> params = {'Dense_0': {'kernel': jnp.array([[0.9, -0.2], [-1.1, 0.05]]), 'bias': jnp.ones(2)}}
       >>> state = hqjax.twn(optax.sgd(0.1)).init(params)
-      >>> f = hqjax.export(params, state, os.path.join(tempfile.mkdtemp(), 'm.hqx'))
+      >>> f = hqjax.export_packed(params, state, os.path.join(tempfile.mkdtemp(), 'm.hqx'))
       >>> hqjax.load_packed(f)['params']['Dense_0']['kernel'].tolist()
       [[1.0, -0.20000000298023224], [-1.0, 0.0]]
     """
@@ -453,6 +454,9 @@ def export(
     )
     return os.fspath(path)
 
+
+
+export = export_packed  # the name the package's docs used first; same function
 
 def size_report(
     params: Any,

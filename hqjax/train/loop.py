@@ -9,7 +9,6 @@ bar come from process 0; every process takes part in checkpoint saves and restor
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import signal
 import time
@@ -19,16 +18,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import linen as nn
 
 import hqjax
-from hqjax import data, models
-from hqjax.train import parallel
+from hqjax import data
+from hqjax.train import build, parallel
 from hqjax.train.checkpoint import Checkpointer, CheckpointWriteError
 from hqjax.train.config import validate
 from hqjax.train.lock import workdir_lock
 from hqjax.train.logs import MetricWriter
-from hqjax.train.optim import alq_pipeline_kwargs, make_optimizer
+from hqjax.train.optim import alq_pipeline_kwargs
 from hqjax.train.report import final_report, layer_stats
 from hqjax.train.steps import TrainState, make_eval_step, make_train_step
 
@@ -77,33 +75,6 @@ def _forwards(method: str):
         ident = lambda params, opt_state: params  # noqa: E731
         return ident, ident, ident
     return hqjax.forward_params, hqjax.ternary_params, hqjax.latent_params
-
-
-def _init_state(config, model, tx, input_shape, mesh, pretrained=None) -> TrainState:
-    """Initialise params, BatchNorm statistics and optimizer state in one compiled call, replicated.
-
-    The initial weights are drawn with the 'rbg' PRNG: XLA:CPU takes ~20 s to compile a ResNet-20
-    initialisation with the default threefry generator and ~2 s with rbg. The step's own key (dropout)
-    stays a threefry key. `pretrained` = ``(params, batch_stats)`` replaces the random initialisation
-    (ALQ starts from a trained full-precision network).
-    """
-
-    def init(init_key, state_key, pretrained):
-        variables = model.init(init_key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
-        params, batch_stats = variables["params"], variables.get("batch_stats", {})
-        if pretrained is not None:
-            params, batch_stats = pretrained
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            batch_stats=batch_stats,
-            opt_state=tx.init(params),
-            rng=state_key,
-        )
-
-    init_key = jax.random.key(config.seed, impl="rbg")
-    state_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-    return jax.jit(init, out_shardings=parallel.replicated(mesh))(init_key, state_key, pretrained)
 
 
 def alq_frozen_epochs(config: Any, steps_per_epoch: int, batch_stats: Any) -> frozenset[int]:
@@ -237,23 +208,13 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
     local_eval_batch = config.eval_batch_size // jax.process_count()
 
     train_source, test_source = eval_sources(config)
-    steps_per_epoch = len(train_source) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"config.batch_size={config.batch_size} exceeds the {len(train_source)} training examples."
-        )
+    steps_per_epoch = build.steps_per_epoch(config, len(train_source))
     total_steps = steps_per_epoch * config.num_epochs
 
-    dtype = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
-    model_kwargs = dict(config.model_kwargs)
-    if use_pmap:
-        # BatchNorm statistics over the whole batch, as under jit: reduce them across the pmap axis.
-        model_kwargs.setdefault("norm", functools.partial(nn.BatchNorm, axis_name=PMAP_AXIS))
-    model = models.get(config.model, num_classes=config.num_classes, dtype=dtype, **model_kwargs)
-    base_model = models.get(
-        config.model, num_classes=config.num_classes, dtype=dtype, **dict(config.model_kwargs)
-    )
-    tx = make_optimizer(config, steps_per_epoch)
+    # under pmap, BatchNorm statistics over the whole batch, as under jit: reduced across the pmap axis
+    model = build.build_model(config, pmap_axis=PMAP_AXIS if use_pmap else None)
+    base_model = build.build_model(config)
+    tx = build.build_optimizer(config, steps_per_epoch)
     train_forward, ternary_forward, latent_forward = _forwards(config.method)
 
     checkpointer = Checkpointer(
@@ -262,7 +223,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
     pretrained = None
     if config.method == "alq" and config.pretrain.epochs and checkpointer.latest_step() is None:
         pretrained = _pretrained(config, workdir)
-    state = _init_state(config, model, tx, info.image_shape, mesh, pretrained)
+    state = build.init_state(config, model, tx, info.image_shape, mesh, pretrained)
     # Each process reads its slice of every global batch; the batches do not depend on the process count.
     train_loader = data.make_loader(
         train_source, batch_size=local_batch, train=True, seed=config.seed,

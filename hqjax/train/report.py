@@ -8,6 +8,8 @@ from typing import Any
 import jax
 
 import hqjax
+from hqjax.export import size_report
+from hqjax.train.artifacts import export_kwargs
 
 
 def layer_stats(state: Any, summarize: Callable[[Any, Any], dict] = hqjax.summarize) -> dict[str, float]:
@@ -30,9 +32,6 @@ def model_sizes(state: Any, config: Any) -> dict[str, float]:
     statistics, biases, header and checksum); ``quantized``: the number of quantized (ternary or
     multi-bit) weights.
     """
-    from hqjax.export import size_report
-    from hqjax.export.run import export_kwargs
-
     params = jax.device_get(state.params)
     opt_state = None if config.method == "fp" else jax.device_get(state.opt_state)
     kwargs = export_kwargs(config, int(jax.device_get(state.step)))

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hqjax._checks import is_concrete, normalize_axis
+from hqjax._checks import check_int, is_concrete, normalize_axis  # noqa: F401 - check_int re-exported
 from hqjax.selection import Selection, leaf_paths, path_str, unbox
 
 
@@ -45,17 +45,6 @@ def check_axis(axis: Any, params: Any, paths: tuple[str, ...]) -> None:
             normalize_axis(axis, ndim)
         except ValueError as e:
             raise ValueError(f"Leaf {p!r} (rank {ndim}): {e}") from None
-
-
-def check_int(value: Any, name: str, *, minimum: int = 0, allow_none: bool = False) -> None:
-    """Raise `ValueError` unless `value` is a Python int >= `minimum` (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be a Python int >= {minimum}, got {value!r}. Under optax.inject_hyperparams, "
-            f"list it in `static_args` (see hqjax.static_args)."
-        )
 
 
 def is_abstract(params: Any) -> bool:

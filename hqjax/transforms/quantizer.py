@@ -31,7 +31,7 @@ import optax
 from hqjax._checks import check_choice
 from hqjax.ops.ternary import SCALE_RULES, THRESHOLD_RULES
 from hqjax.schedules import ScalarOrSchedule, as_schedule, check_schedule
-from hqjax.selection import Selection, _as_rules
+from hqjax.selection import Selection, as_rules
 from hqjax.transforms import _common
 
 __all__ = ["FORWARDS", "QuantizerConfig", "QuantizerState", "quantizer"]
@@ -174,7 +174,7 @@ def quantizer(
     check_choice(normalization, ("peak", "mean"), "normalization")
     if threshold == "quantile" and sparsity is None:
         raise ValueError("threshold='quantile' needs a `sparsity` (number or schedule).")
-    scaled_rules = _as_rules(scaled, "scaled")
+    scaled_rules = as_rules(scaled, "scaled")
     temp_fn = as_schedule(temperature)
     check_schedule(temp_fn, "temperature", check_steps, low=0.0, high=float("inf"), low_inclusive=False)
     sparsity_fn = as_schedule(0.0 if sparsity is None else sparsity)

@@ -22,7 +22,7 @@ from hqjax.ops.soft import ternary_pull
 from hqjax.ops.sphere import project_to_sphere
 from hqjax.ops.ternary import SCALE_RULES, THRESHOLD_RULES
 from hqjax.schedules import ScalarOrSchedule, as_schedule, check_schedule
-from hqjax.selection import Selection, _as_rules
+from hqjax.selection import Selection, as_rules
 from hqjax.transforms import _common
 
 __all__ = ["RegularizerState", "ternary_regularizer"]
@@ -83,7 +83,7 @@ def ternary_regularizer(
     check_schedule(lam, "strength", check_steps, low=0.0, high=float("inf"))
     sparsity_fn = as_schedule(0.0 if sparsity is None else sparsity)
     check_schedule(sparsity_fn, "sparsity", check_steps, low=0.0, high=1.0, high_inclusive=False)
-    scaled_rules = _as_rules(scaled, "scaled")
+    scaled_rules = as_rules(scaled, "scaled")
 
     def on_sphere(path_scaled: bool) -> bool:
         return sphere and not path_scaled

@@ -123,7 +123,7 @@ def _build_case(name, tmp_path_factory):
 
     ref = np.asarray(jax.jit(reference)(params, state, batch_stats, x))
     spec = dict(batch_stats=batch_stats, model=name, num_classes=10, model_kwargs=kwargs, input_shape=shape)
-    path = hqjax.export(params, state, tmp_path_factory.mktemp(name) / "m.hqx", **spec)
+    path = hqjax.export_packed(params, state, tmp_path_factory.mktemp(name) / "m.hqx", **spec)
     report = hqjax.size_report(params, state, **spec)
     apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
     return dict(name=name, module=module, params=params, state=state, batch_stats=batch_stats, x=x, ref=ref,
@@ -209,15 +209,15 @@ def test_forward_variables_give_multibit_layers_and_the_explicit_hook_matches(ca
                          shape, structure, subc)
         for p, shape, structure, subc, _ in alq.config.layouts
     }
-    path = hqjax.export(case["params"], None, tmp_path / "explicit.hqx", multibit=explicit, **case["spec"])
+    path = hqjax.export_packed(case["params"], None, tmp_path / "explicit.hqx", multibit=explicit, **case["spec"])
     assert open(path, "rb").read() == open(case["path"], "rb").read()
 
 
 def test_export_command_on_an_alq_run(resnet_case, tmp_path, monkeypatch, capsys):
     """`python -m hqjax.export` and the run summary on an ALQ run (restored in memory here; the slow test
     below trains and checkpoints a real one)."""
-    from hqjax.export import run as run_mod
-    from hqjax.export.__main__ import main
+    from hqjax.train import artifacts as run_mod
+    from hqjax.train.artifacts import main
     from hqjax.train.report import model_sizes
     from hqjax.train.steps import TrainState
 
@@ -289,7 +289,7 @@ def test_export_a_trained_alq_run(tmp_path, capsys):
     """An ALQ run end to end on the digits data: ResNet-20 (width 4), one round with a pruning epoch."""
     from configs.common import with_alq
     from configs.default import get_config
-    from hqjax.export.__main__ import main
+    from hqjax.train.artifacts import main
     from hqjax.train.loop import train_and_evaluate
     from hqjax.train.optim import alq_num_epochs
 

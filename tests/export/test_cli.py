@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hqjax
-from hqjax.export.__main__ import main
+from hqjax.train.artifacts import main
 
 
 def test_missing_run_directory_is_a_clear_error(tmp_path, capsys):

@@ -40,7 +40,7 @@ def packed(tmp_path_factory):
     params = _params()
     state = hqjax.twn(optax.sgd(0.1)).init(params)
     path = os.path.join(tmp_path_factory.mktemp("fmt"), "m.hqx")
-    hqjax.export(params, state, path, meta={"note": "test"})
+    hqjax.export_packed(params, state, path, meta={"note": "test"})
     with open(path, "rb") as f:
         data = f.read()
     return params, state, path, data
@@ -54,7 +54,7 @@ def lenet_file(tmp_path_factory):
     params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), jnp.float32), abstract["params"])
     state = hqjax.twn(optax.sgd(0.1)).init(params)
     path = os.path.join(tmp_path_factory.mktemp("lenet"), "lenet5.hqx")
-    hqjax.export(params, state, path, model="lenet5", num_classes=10)
+    hqjax.export_packed(params, state, path, model="lenet5", num_classes=10)
     return params, state, path
 
 
@@ -84,7 +84,7 @@ def test_export_replaces_a_file_atomically_and_keeps_permissions(packed, tmp_pat
     params, state, _, data = packed
     path = tmp_path / "m.hqx"
     path.write_bytes(b"old contents")
-    hqjax.export(params, state, path, meta={"note": "test"})
+    hqjax.export_packed(params, state, path, meta={"note": "test"})
     assert path.read_bytes() == data
     assert [p.name for p in tmp_path.iterdir()] == ["m.hqx"]  # no temporary file left behind
     umask = os.umask(0)
@@ -159,9 +159,9 @@ def test_file_without_a_model_name_is_refused_when_one_is_expected(packed):
 def test_export_checks_the_variables_against_the_named_model(lenet_file, tmp_path):
     params, state, _ = lenet_file
     with pytest.raises(ModelMismatchError, match="not those of model 'resnet20'"):
-        hqjax.export(params, state, tmp_path / "x.hqx", model="resnet20", num_classes=10)
+        hqjax.export_packed(params, state, tmp_path / "x.hqx", model="resnet20", num_classes=10)
     with pytest.raises(ModelMismatchError, match=r"head/kernel: model has \(500, 7\)"):
-        hqjax.export(params, state, tmp_path / "x.hqx", model="lenet5", num_classes=7)
+        hqjax.export_packed(params, state, tmp_path / "x.hqx", model="lenet5", num_classes=7)
     assert not (tmp_path / "x.hqx").exists()
 
 
@@ -194,6 +194,8 @@ def test_hqjax_export_is_both_the_function_and_the_package(packed, tmp_path):
 
     params, state, _, data = packed
     assert ex is hqjax.export and hqjax.export.load_packed is hqjax.load_packed
-    path = ex(params, state, tmp_path / "m.hqx", meta={"note": "test"})  # the module is callable
+    assert ex.export is ex.export_packed is hqjax.export_packed
+    with pytest.warns(DeprecationWarning, match="hqjax.export_packed"):  # the module is still callable
+        path = ex(params, state, tmp_path / "m.hqx", meta={"note": "test"})
     assert open(path, "rb").read() == data
 

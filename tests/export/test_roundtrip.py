@@ -91,7 +91,7 @@ def case(request, tmp_path_factory):
     files, reports = {}, {}
     for coder in ("ans", "dense2"):
         path = os.path.join(folder, f"{coder}.hqx")
-        files[coder] = hqjax.export(params, state, path, coder=coder, **spec)
+        files[coder] = hqjax.export_packed(params, state, path, coder=coder, **spec)
         reports[coder] = hqjax.size_report(params, state, coder=coder, **spec)
     apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
     return dict(name=name, module=module, params=params, state=state, batch_stats=batch_stats, x=x,

@@ -114,7 +114,7 @@ def test_table_reports_mb_and_mib(r18_at_90):
 
 def test_run_summary_sizes_are_those_of_the_exported_file(tmp_path):
     from configs.mnist_lenet5 import get_config
-    from hqjax.export.run import export_kwargs
+    from hqjax.train.artifacts import export_kwargs
     from hqjax.train.steps import TrainState
 
     config = get_config("twn")
@@ -125,7 +125,7 @@ def test_run_summary_sizes_are_those_of_the_exported_file(tmp_path):
     opt_state = hqjax.twn(optax.sgd(0.1)).init(params)
     state = TrainState(jnp.int32(7), params, {}, opt_state, jnp.zeros(2, jnp.uint32))
     sizes = model_sizes(state, config)
-    path = hqjax.export(params, opt_state, tmp_path / "m.hqx", **export_kwargs(config, 7))
+    path = hqjax.export_packed(params, opt_state, tmp_path / "m.hqx", **export_kwargs(config, 7))
     assert sizes["coded_bytes"] == os.path.getsize(path)
     r = hqjax.size_report(params, opt_state)
     assert sizes["fp32_bytes"] == 4 * 431_080 == r.fp32_bytes

@@ -1,22 +1,35 @@
-"""Export a training run: restore the newest checkpoint of ``--workdir`` and pack it.
+"""A training run's artifacts: restore the newest checkpoint of a run directory and pack it.
 
-The model and optimizer are rebuilt from the config the checkpoint records, exactly as
-`hqjax.train.loop.train_and_evaluate` builds them, and the train state is restored into them; the
-packed file gets the model's registry name, class count, kwargs and input shape, and the run's method,
-dataset and step as metadata.
+The model and optimizer are rebuilt from the config the checkpoint records with the functions
+`hqjax.train.loop.train_and_evaluate` builds them with (`hqjax.train.build`), and the train state is
+restored into them; the packed file (`hqjax.export`, the codec, which knows nothing of training) gets
+the model's registry name, class count, kwargs and input shape, and the run's method, dataset and step
+as metadata. `main` is the command ``python -m hqjax.export --workdir RUN --out FILE``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
+import hqjax
+from hqjax import data
+from hqjax.export.format import PackedFormatError
 from hqjax.export.packed import export_variables, forward_variables, load_packed
 from hqjax.export.size import SizeReport
+from hqjax.train import build, parallel
+from hqjax.train.checkpoint import Checkpointer
 
-__all__ = ["RestoredRun", "check_round_trip", "export_kwargs", "export_run", "restore_run"]
+__all__ = ["RestoredRun", "check_round_trip", "export_kwargs", "export_run", "main", "restore_run"]
 
 
 class RestoredRun:
@@ -41,8 +54,6 @@ class RestoredRun:
 
 
 def _saved_config(directory: str, step: int | None) -> tuple[int, dict[str, Any]]:
-    import orbax.checkpoint as ocp
-
     manager = ocp.CheckpointManager(directory, item_handlers={"config": ocp.JsonCheckpointHandler()})
     try:
         steps = sorted(manager.all_steps(), reverse=True) if step is None else [step]
@@ -74,14 +85,6 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
       FileNotFoundError: no run directory or no checkpoint in it.
       ValueError: unreadable checkpoints (see `hqjax.train.checkpoint.Checkpointer.restore`).
     """
-    import jax.numpy as jnp
-    import ml_collections
-
-    from hqjax import data, models
-    from hqjax.train import loop, parallel
-    from hqjax.train.checkpoint import Checkpointer
-    from hqjax.train.optim import make_optimizer
-
     directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     if not os.path.isdir(directory):
         raise FileNotFoundError(
@@ -91,12 +94,9 @@ def restore_run(workdir: str, step: int | None = None) -> RestoredRun:
     found, saved = _saved_config(directory, step)
     config = ml_collections.ConfigDict(saved)
     info = data.info(config.dataset)
-    steps_per_epoch = max(info.train_size // config.batch_size, 1)
-    dtype = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
-    model = models.get(config.model, num_classes=config.num_classes, dtype=dtype, **dict(config.model_kwargs))
-    tx = make_optimizer(config, steps_per_epoch)
-    mesh = parallel.make_mesh(1)
-    abstract = loop._init_state(config, model, tx, info.image_shape, mesh)
+    model = build.build_model(config)
+    tx = build.build_optimizer(config, build.steps_per_epoch(config))
+    abstract = build.init_state(config, model, tx, info.image_shape, parallel.make_mesh(1))
     checkpointer = Checkpointer(workdir, async_save=False)
     try:
         restored = checkpointer.restore(abstract, config.to_dict(), step=found)
@@ -114,8 +114,6 @@ def export_kwargs(config: Any, step: int) -> dict[str, Any]:
     `hqjax.train.report` passes the same to `hqjax.size_report`, so the size the run summary prints is the
     size of the file ``python -m hqjax.export`` writes from the run's final checkpoint.
     """
-    from hqjax import data
-
     return {
         "model": config.model,
         "num_classes": config.num_classes,
@@ -152,11 +150,6 @@ def check_round_trip(run: RestoredRun, path: str, batch: int = 2, seed: int = 0)
     (``model.apply`` on `hqjax.ternary_params`, for ALQ its multi-bit reconstruction, inside one
     `jax.jit`). 0.0 means identical logits.
     """
-    import jax
-    import jax.numpy as jnp
-
-    import hqjax
-
     model, state = run.model, run.state
     x = jax.random.normal(jax.random.key(seed), (batch, *run.input_shape), jnp.float32)
     tern = hqjax.ternary_params if run.opt_state is not None else (lambda p, s: p)
@@ -172,3 +165,52 @@ def check_round_trip(run: RestoredRun, path: str, batch: int = 2, seed: int = 0)
     if np.array_equal(ref, got):
         return 0.0
     return float(np.max(np.abs(ref - got)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hqjax.export",
+        description="Export a training run to one packed file and print its size table.",
+    )
+    parser.add_argument("--workdir", required=True, help="run directory written by train.py")
+    parser.add_argument("--out", required=True, help="packed model file to write")
+    parser.add_argument("--coder", default="ans", choices=("ans", "dense2"), help="code format (default ans)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the round-trip logits check")
+    parser.add_argument("--json", default=None, help="also write the size totals to this JSON file")
+    args = parser.parse_args(argv)
+
+    try:
+        run, report = export_run(args.workdir, args.out, coder=args.coder, step=args.step)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"hqjax.export: {e}", file=sys.stderr)
+        return 1
+    cfg = run.config
+    print(
+        f"== {cfg.method} {cfg.model} ({cfg.dataset}), step {run.step} -> {args.out}: "
+        f"{os.path.getsize(args.out):,} bytes =="
+    )
+    print(report.table())
+    if not args.no_verify:
+        what = "multi-bit" if cfg.method == "alq" else "ternary"
+        try:
+            diff = check_round_trip(run, args.out)
+        except PackedFormatError as e:
+            print(f"hqjax.export: {e}", file=sys.stderr)
+            return 1
+        if diff != 0.0:
+            print(f"round trip: logits differ from the {what} evaluation (max |diff| {diff:.3g})",
+                  file=sys.stderr)
+            return 1
+        print(f"round trip: logits identical to the run's {what} evaluation")
+    if args.json:
+        totals = {"file": args.out, "method": cfg.method, "model": cfg.model, "step": run.step,
+                  **report.as_dict()}
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(totals, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
