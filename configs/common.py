@@ -10,7 +10,9 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-METHODS = ("fp", "twn", "ttq", "ptq", "hq", "hla_tq", "alq")
+from hqjax.train.methods import method_names
+
+METHODS = method_names()
 
 
 def base_config() -> ml_collections.ConfigDict:

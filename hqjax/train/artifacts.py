@@ -28,6 +28,7 @@ from hqjax.export.packed import export_variables, forward_variables, load_packed
 from hqjax.export.size import SizeReport
 from hqjax.train import build, parallel
 from hqjax.train.checkpoint import Checkpointer
+from hqjax.train.methods import get_spec
 
 __all__ = ["RestoredRun", "check_round_trip", "export_kwargs", "export_run", "main", "restore_run"]
 
@@ -50,7 +51,7 @@ class RestoredRun:
     @property
     def opt_state(self) -> Any:
         """The optimizer state, or None for a full-precision run."""
-        return None if self.config.method == "fp" else self.state.opt_state
+        return get_spec(self.config.method).opt_state(self.state)
 
 
 def _saved_config(directory: str, step: int | None) -> tuple[int, dict[str, Any]]:
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(report.table())
     if not args.no_verify:
-        what = "multi-bit" if cfg.method == "alq" else "ternary"
+        what = get_spec(cfg.method).storage
         try:
             diff = check_round_trip(run, args.out)
         except PackedFormatError as e:

@@ -17,7 +17,7 @@ from flax import linen as nn
 
 from hqjax import data, models
 from hqjax.train import parallel
-from hqjax.train.optim import make_optimizer
+from hqjax.train.methods import make_optimizer
 from hqjax.train.steps import TrainState
 
 __all__ = ["build_model", "build_optimizer", "compute_dtype", "init_state", "steps_per_epoch",
@@ -65,7 +65,7 @@ def build_model(config: Any, *, pmap_axis: str | None = None) -> nn.Module:
 
 
 def build_optimizer(config: Any, num_steps_per_epoch: int) -> optax.GradientTransformation:
-    """The run's optax chain (`hqjax.train.optim.make_optimizer`)."""
+    """The run's optax chain (`hqjax.train.methods.make_optimizer`: the method's builder)."""
     return make_optimizer(config, num_steps_per_epoch)
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import ml_collections
 
-METHODS = ("fp", "twn", "ttq", "ptq", "hq", "hla_tq", "alq")
 OPTIMIZERS = ("sgd", "adamw", "adam")
 LR_SCHEDULES = ("cosine", "constant")
 PARALLEL_MODES = ("jit", "pmap")
@@ -42,8 +41,9 @@ def _positive(
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise `ValueError` naming the first invalid field of `config` and how to fix it."""
     from hqjax import data, models
+    from hqjax.train.methods import get_spec, make_optimizer, method_names
 
-    _choice(config, "method", METHODS)
+    _choice(config, "method", method_names())
     _choice(config, "optimizer", OPTIMIZERS)
     _choice(config, "lr_schedule", LR_SCHEDULES)
     _choice(config, "parallel", PARALLEL_MODES)
@@ -63,20 +63,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _positive(config, f, integer=True, allow_zero=True)
     if config.momentum >= 1:
         raise ValueError(f"config.momentum={config.momentum} must be < 1.")
-    from hqjax.train.optim import make_optimizer
-
     try:  # builds the recipe (no arrays): checks method_kwargs names and ranges
         make_optimizer(config, steps_per_epoch=10)
     except (TypeError, ValueError) as e:
         raise ValueError(f"config.method_kwargs are not valid for method {config.method!r}: {e}") from e
-    if config.method == "alq":
-        from hqjax.train.optim import alq_num_epochs
-
-        epochs = alq_num_epochs(config)
+    spec = get_spec(config.method)
+    if spec.num_epochs is not None:
+        epochs = spec.num_epochs(config)
         if config.num_epochs != epochs:
             raise ValueError(
-                f"config.num_epochs={config.num_epochs} must equal the length of the ALQ pipeline that "
-                f"config.method_kwargs describe ({epochs} epochs); set --config.num_epochs={epochs}."
+                f"config.num_epochs={config.num_epochs} must equal the length of the {spec.name.upper()} "
+                f"pipeline that config.method_kwargs describe ({epochs} epochs); "
+                f"set --config.num_epochs={epochs}."
             )
     _validate_pretrain(config)
     if config.warmup_epochs >= config.num_epochs:
@@ -91,10 +89,13 @@ def _validate_pretrain(config: ml_collections.ConfigDict) -> None:
     pre = config.get("pretrain")
     if pre is None:
         return
+    from hqjax.train.methods import METHOD_SPECS, get_spec
+
     _positive(pre, "epochs", integer=True, allow_zero=True, prefix="config.pretrain")
-    if pre.epochs and config.method != "alq":
+    if pre.epochs and not get_spec(config.method).pretrains:
+        users = " or ".join(repr(s.name) for s in METHOD_SPECS.values() if s.pretrains)
         raise ValueError(
-            f"config.pretrain.epochs={pre.epochs} is only used by method 'alq' (got method "
+            f"config.pretrain.epochs={pre.epochs} is only used by method {users} (got method "
             f"{config.method!r}); set --config.pretrain.epochs=0."
         )
     _choice(pre, "optimizer", OPTIMIZERS, prefix="config.pretrain")

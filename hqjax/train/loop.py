@@ -26,7 +26,7 @@ from hqjax.train.checkpoint import Checkpointer, CheckpointWriteError
 from hqjax.train.config import validate
 from hqjax.train.lock import workdir_lock
 from hqjax.train.logs import MetricWriter
-from hqjax.train.optim import alq_pipeline_kwargs
+from hqjax.train.methods import frozen_bn_epochs, get_spec
 from hqjax.train.report import final_report, layer_stats
 from hqjax.train.steps import TrainState, make_eval_step, make_train_step
 
@@ -67,23 +67,6 @@ class _StopRequest:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def _forwards(method: str):
-    """(train-time forward, hard-ternary eval forward, full-precision latent forward)."""
-    if method == "fp":
-        ident = lambda params, opt_state: params  # noqa: E731
-        return ident, ident, ident
-    return hqjax.forward_params, hqjax.ternary_params, hqjax.latent_params
-
-
-def alq_frozen_epochs(config: Any, steps_per_epoch: int, batch_stats: Any) -> frozenset[int]:
-    """The 0-based epochs whose steps run BatchNorm in inference mode: ALQ's pruning epochs, for models
-    with BatchNorm statistics (spec section 1.4 d); empty otherwise."""
-    if config.method != "alq" or not jax.tree.leaves(batch_stats):
-        return frozenset()
-    pipe = hqjax.transforms.alq_pipeline(steps_per_epoch, **alq_pipeline_kwargs(config))
-    return frozenset(e for e, (mode, _, _) in enumerate(pipe.epochs) if mode == "prune")
 
 
 def pretrain_config(config: Any) -> Any:
@@ -215,13 +198,14 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
     model = build.build_model(config, pmap_axis=PMAP_AXIS if use_pmap else None)
     base_model = build.build_model(config)
     tx = build.build_optimizer(config, steps_per_epoch)
-    train_forward, ternary_forward, latent_forward = _forwards(config.method)
+    spec = get_spec(config.method)
+    train_forward, ternary_forward, latent_forward = spec.forwards()
 
     checkpointer = Checkpointer(
         workdir, max_to_keep=max(config.keep_checkpoints, 1), async_save=config.async_checkpoints
     )
     pretrained = None
-    if config.method == "alq" and config.pretrain.epochs and checkpointer.latest_step() is None:
+    if spec.pretrains and config.pretrain.epochs and checkpointer.latest_step() is None:
         pretrained = _pretrained(config, workdir)
     state = build.init_state(config, model, tx, info.image_shape, mesh, pretrained)
     # Each process reads its slice of every global batch; the batches do not depend on the process count.
@@ -240,7 +224,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
     start_step = int(state.step)
 
     # ALQ's pruning epochs run BatchNorm in inference mode (spec 1.4 d): a second compiled step
-    frozen_epochs = alq_frozen_epochs(config, steps_per_epoch, state.batch_stats)
+    frozen_epochs = frozen_bn_epochs(config, steps_per_epoch, state.batch_stats)
     if use_pmap:
         axis = PMAP_AXIS
         train_step = jax.pmap(make_train_step(model, tx, train_forward, axis_name=axis), axis_name=axis)
@@ -269,7 +253,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
             dataset=config.dataset,
         )
 
-    summarize = jax.jit(hqjax.summarize) if config.method != "fp" else None
+    summarize = jax.jit(hqjax.summarize) if spec.quantized else None
     writer = MetricWriter(workdir, tensorboard=config.tensorboard)
     is_main = jax.process_index() == 0
     bar = None
@@ -358,7 +342,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
                     history.append({"step": done, **row})
                     every = config.layer_stats_every_epochs
                     stats_due |= bool(every) and (epoch % every == 0 or done == total_steps)
-                if stats_due and config.method != "fp":
+                if stats_due and spec.quantized:
                     writer.write(done, "layers", layer_stats(host_state(), summarize))
                 if epoch_end or done == total_steps:
                     ck_every = config.checkpoint_every_epochs
@@ -381,7 +365,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
         bar.close()
     checkpointer.close()
     final = host_state()
-    if config.method == "fp":
+    if not spec.quantized:
         latent = history[-1]["ternary_accuracy"] if history else float("nan")
     else:
         latent = latent_accuracy(

@@ -1,4 +1,7 @@
-"""The optimizer of a run: an optax optimizer with its learning-rate schedule, wrapped by the method."""
+"""The optimizers of a run: an optax optimizer with its learning-rate schedule, wrapped by the method.
+
+`hqjax.train.methods` says which builder each method uses (`make_optimizer` lives there).
+"""
 
 from __future__ import annotations
 
@@ -54,13 +57,15 @@ def inner_optimizer(
     return optax.adam(schedule)
 
 
-def make_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The run's optimizer: the inner optax optimizer, wrapped by ``config.method`` unless 'fp'."""
-    if config.method == "alq":
-        return hqjax.alq(steps_per_epoch, **alq_kwargs(config))
+def fp_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Full precision: the inner optax optimizer with the run's learning-rate schedule."""
+    return inner_optimizer(config, learning_rate_schedule(config, steps_per_epoch))
+
+
+def recipe_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
+    """A ternary recipe of `hqjax.methods` (``config.method``, ``config.method_kwargs``) around the inner
+    optimizer; the run's weight decay, length and leaf selection fill the arguments the config leaves out."""
     schedule = learning_rate_schedule(config, steps_per_epoch)
-    if config.method == "fp":
-        return inner_optimizer(config, schedule)
     kwargs = dict(config.method_kwargs)
     if config.method in RECIPES_WITH_DECAY:
         # the recipe decays the quantized latent weights; the inner optimizer decays nothing twice
@@ -69,8 +74,8 @@ def make_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransform
     else:
         inner = inner_optimizer(config, schedule)
     accepted = inspect.signature(hqjax.METHODS[config.method]).parameters
-    if config.method == "ttq":
-        # the scales' Adam follows the run's schedule (warm-up, cosine decay) from its own peak rate:
+    if "scale_learning_rate" in accepted:
+        # TTQ: the scales' Adam follows the run's schedule (warm-up, cosine decay) from its own peak rate:
         # a constant rate keeps the scales moving at the end of training, after the weights have
         # settled, and the BatchNorm running statistics of the evaluation trail them
         peak = float(kwargs.get("scale_learning_rate", accepted["scale_learning_rate"].default))
@@ -80,6 +85,11 @@ def make_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransform
     if "selection" in accepted and "selection" not in kwargs:
         kwargs["selection"] = _selection(config)
     return hqjax.get_method(config.method, inner, **kwargs)
+
+
+def alq_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
+    """ALQ (`hqjax.alq`): its own optimizers and pipeline, from ``config.method_kwargs``."""
+    return hqjax.alq(steps_per_epoch, **alq_kwargs(config))
 
 
 def _selection(config: Any) -> hqjax.Selection:

@@ -10,6 +10,7 @@ import jax
 import hqjax
 from hqjax.export import size_report
 from hqjax.train.artifacts import export_kwargs
+from hqjax.train.methods import get_spec
 
 
 def layer_stats(state: Any, summarize: Callable[[Any, Any], dict] = hqjax.summarize) -> dict[str, float]:
@@ -33,7 +34,7 @@ def model_sizes(state: Any, config: Any) -> dict[str, float]:
     multi-bit) weights.
     """
     params = jax.device_get(state.params)
-    opt_state = None if config.method == "fp" else jax.device_get(state.opt_state)
+    opt_state = jax.device_get(get_spec(config.method).opt_state(state))
     kwargs = export_kwargs(config, int(jax.device_get(state.step)))
     r = size_report(params, opt_state, batch_stats=jax.device_get(state.batch_stats), **kwargs)
     return {
@@ -58,7 +59,8 @@ def final_report(
     stopped_early: bool,
 ) -> dict[str, Any]:
     """Print (process 0) and return the run summary: accuracies, sparsity, bits, sizes, time."""
-    stats = layer_stats(state, summarize or hqjax.summarize) if config.method != "fp" else None
+    spec = get_spec(config.method)
+    stats = layer_stats(state, summarize or hqjax.summarize) if spec.quantized else None
     sizes = model_sizes(state, config)
     last = history[-1] if history else {}
     summary: dict[str, Any] = {
@@ -88,6 +90,8 @@ def final_report(
 def format_summary(s: dict[str, Any]) -> str:
     """The summary as a plain-text table."""
     fp32 = s["fp32_bytes"]
+    # multi-bit storage (spec 1.6): bitplanes and masks are stored, not entropy-coded
+    multibit = get_spec(s["method"]).family == "multibit"
     lines = [
         "",
         f"== hqjax: {s['method']} {s['model']} on {s['dataset']}: {s['step']} steps, "
@@ -100,19 +104,18 @@ def format_summary(s: dict[str, Any]) -> str:
             f"quantized weights {s['quantized']:,} of {s['params']:,}; sparsity {s['sparsity']:.3f}; "
             f"average bitwidth {s['average_bits']:.3f} bit/weight (binary codes; alphas and FP parameters "
             "count in the storage below)"
-            if s["method"] == "alq"
+            if multibit
             else f"quantized weights {s['quantized']:,} of {s['params']:,}; sparsity {s['sparsity']:.3f}; "
             f"mean cos(latent, ternary) {s['cosine']:.4f}; entropy bound {s['bits_entropy']:.3f} bit/weight"
         ),
         "* latent network evaluated after re-estimating BatchNorm statistics for its weights",
         f"{'size':<22}{'bytes':>14}{'MB':>10}{'MiB':>10}{'ratio':>9}",
     ]
-    alq = s["method"] == "alq"  # spec 1.6 storage; bitplanes and masks are stored, not entropy-coded
     rows = (
         ("fp32", "fp32_bytes"),
-        ("ALQ storage" if alq else "dense 2-bit", "dense2_bytes"),
+        ("ALQ storage" if multibit else "dense 2-bit", "dense2_bytes"),
         ("entropy bound", "entropy_bytes"),
-        ("coded file" if alq else "entropy-coded file", "coded_bytes"),
+        ("coded file" if multibit else "entropy-coded file", "coded_bytes"),
     )
     for name, key in rows:
         b = s[key]

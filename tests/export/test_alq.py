@@ -209,7 +209,8 @@ def test_forward_variables_give_multibit_layers_and_the_explicit_hook_matches(ca
                          shape, structure, subc)
         for p, shape, structure, subc, _ in alq.config.layouts
     }
-    path = hqjax.export_packed(case["params"], None, tmp_path / "explicit.hqx", multibit=explicit, **case["spec"])
+    path = hqjax.export_packed(case["params"], None, tmp_path / "explicit.hqx", multibit=explicit,
+                               **case["spec"])
     assert open(path, "rb").read() == open(case["path"], "rb").read()
 
 

@@ -31,7 +31,8 @@ from hqjax import data, models
 from hqjax.train.config import validate
 from hqjax.train.logs import read_metrics
 from hqjax.train.loop import train_and_evaluate
-from hqjax.train.optim import alq_num_epochs, make_optimizer
+from hqjax.train.methods import make_optimizer
+from hqjax.train.optim import alq_num_epochs
 
 CONFIG_FILES = (
     "cifar10_resnet20",

@@ -1,4 +1,4 @@
-"""The training program's optimizer (`hqjax.train.optim.make_optimizer`)."""
+"""The training program's optimizer (`hqjax.train.methods.make_optimizer`)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from configs.default import get_config
-from hqjax.train.optim import make_optimizer, scaled_schedule
+from hqjax.train.methods import make_optimizer
+from hqjax.train.optim import scaled_schedule
 from hqjax.transforms.ttq import TTQState
 
 STEPS_PER_EPOCH = 3
