@@ -2,6 +2,7 @@
 
     python bench/reproduce.py run --tables digits mnist_lenet5 --seeds 0 1 2 --mnist-dir PATH/TO/mnist
     python bench/reproduce.py report        # docs/results.md and docs/results/*.png from the records
+    python bench/reproduce.py verify --tables digits --rows fp hq alq --seeds 0   # retrain, compare
 
 ``run`` trains each (table, row, seed) with ``train.py`` in its own process, in a fresh work directory
 under ``--workdir``, and condenses the run's ``metrics.jsonl`` into one small JSON record in
@@ -11,7 +12,9 @@ interrupted sweep resumes; ``--force`` retrains. ``report`` needs only the recor
 (mean ± sample std over seeds), the command behind every row and the plots.
 
 Each row's command is exactly what ``run`` executes (``TABLES`` below), so any single number can be
-re-derived with ``python train.py ...`` by hand.
+re-derived with ``python train.py ...`` by hand. ``verify`` does that for the records it is given: it
+retrains each in a temporary directory with the record's command and device count and prints whether
+every figure (accuracies, sizes, per-epoch and per-layer statistics; not the timings) is identical.
 """
 
 from __future__ import annotations
@@ -297,22 +300,29 @@ def write_record(rec: dict[str, Any], path: str) -> None:
         f.write("{\n" + ",\n".join(lines) + "\n}\n")
 
 
+def _train_row(
+    table: Table, row: Row, seed: int, wd: str, mnist_dir: str, cpu_devices: int
+) -> tuple[int, float]:
+    """Train one row/seed in a fresh `wd`; returns ``(exit status, seconds)``."""
+    shutil.rmtree(wd, ignore_errors=True)  # a fresh run, so the training time is the whole run's
+    os.makedirs(wd)
+    cmd = row_command(table, row, seed, wd, mnist_dir, sys.executable)
+    cmd.append(f"--cpu_devices={cpu_devices}")
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    t0 = time.time()
+    with open(os.path.join(wd, "log.txt"), "w", encoding="utf-8") as log:
+        rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return rc, time.time() - t0
+
+
 def run_one(table: Table, row: Row, seed: int, args: argparse.Namespace) -> str:
     """Train one row/seed and write its record; returns a one-line status."""
     out = record_path(table.name, row.name, seed)
     if os.path.exists(out) and not args.force:
         return f"skip {table.name}/{row.name}/s{seed} (record exists)"
     wd = os.path.join(args.workdir, table.name, f"{row.name}-s{seed}")
-    shutil.rmtree(wd, ignore_errors=True)  # a fresh run, so the training time is the whole run's
-    os.makedirs(wd)
-    cmd = row_command(table, row, seed, wd, args.mnist_dir, sys.executable)
-    cmd.append(f"--cpu_devices={args.cpu_devices}")
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    t0 = time.time()
-    with open(os.path.join(wd, "log.txt"), "w", encoding="utf-8") as log:
-        rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    wall = time.time() - t0
+    rc, wall = _train_row(table, row, seed, wd, args.mnist_dir, args.cpu_devices)
     if rc != 0:
         return f"FAIL {table.name}/{row.name}/s{seed} (exit {rc}; see {wd}/log.txt)"
     rec = condense(wd)
@@ -332,7 +342,54 @@ def run_one(table: Table, row: Row, seed: int, args: argparse.Namespace) -> str:
     return f"done {table.name}/{row.name}/s{seed}: acc {acc:.4f}, {wall:.0f} s"
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+# Figures that depend on the machine's load, not on the computation.
+TIMINGS = ("train_seconds", "wall_seconds")
+
+
+def differences(recorded: Any, rerun: Any, where: str = "") -> list[str]:
+    """Paths at which two condensed records differ (timings ignored)."""
+    if isinstance(recorded, dict) and isinstance(rerun, dict):
+        out = []
+        for k in sorted(set(recorded) | set(rerun)):
+            if k in TIMINGS:
+                continue
+            if k not in recorded or k not in rerun:
+                out.append(f"{where}/{k} (only in the {'rerun' if k in rerun else 'record'})")
+            else:
+                out.extend(differences(recorded[k], rerun[k], f"{where}/{k}"))
+        return out
+    if isinstance(recorded, list) and isinstance(rerun, list):
+        if len(recorded) != len(rerun):
+            return [f"{where} ({len(recorded)} entries recorded, {len(rerun)} rerun)"]
+        return [d for i, (a, b) in enumerate(zip(recorded, rerun, strict=True))
+                for d in differences(a, b, f"{where}[{i}]")]
+    return [] if recorded == rerun else [f"{where}: recorded {recorded!r}, rerun {rerun!r}"]
+
+
+def verify_one(table: Table, row: Row, seed: int, args: argparse.Namespace) -> tuple[bool, str]:
+    """Retrain a recorded row/seed with its command and compare; ``(identical, one-line status)``."""
+    name = f"{table.name}/{row.name}/s{seed}"
+    path = record_path(table.name, row.name, seed)
+    if not os.path.exists(path):
+        return False, f"MISSING {name}: no record to verify"
+    with open(path, encoding="utf-8") as f:
+        recorded = json.load(f)
+    public_wd = f"runs/results/{table.name}/{row.name}-s{seed}"
+    if recorded["command"] != public_command(table, row, seed, public_wd, recorded["cpu_devices"]):
+        return False, f"CHANGED {name}: the table's command is no longer the recorded one"
+    wd = os.path.join(args.workdir, table.name, f"{row.name}-s{seed}")
+    rc, wall = _train_row(table, row, seed, wd, args.mnist_dir, recorded["cpu_devices"])
+    if rc != 0:
+        return False, f"FAIL {name} (exit {rc}; see {wd}/log.txt)"
+    rerun = _compact(condense(wd))
+    diff = differences({k: recorded[k] for k in rerun}, rerun)
+    if diff:
+        return False, f"DIFFERENT {name} ({len(diff)} figures): " + "; ".join(diff[:5])
+    acc = rerun["summary"].get("ternary_accuracy")
+    return True, f"identical {name}: accuracy {acc}, every figure as recorded ({wall:.0f} s)"
+
+
+def _jobs(args: argparse.Namespace) -> list[tuple[Table, Row, int]]:
     jobs = []
     for tname in args.tables:
         table = TABLES[tname]
@@ -344,6 +401,20 @@ def cmd_run(args: argparse.Namespace) -> None:
                 continue
             for seed in args.seeds:
                 jobs.append((table, row, seed))
+    return jobs
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    ok = True
+    for job in _jobs(args):
+        same, status = verify_one(*job, args)
+        ok &= same
+        print(status, flush=True)
+    return 0 if ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    jobs = _jobs(args)
     # seed by seed, so an interrupted sweep leaves whole tables of fewer seeds; within a seed the longest
     # first (ALQ rows train for many more epochs), so the parallel workers finish together
     jobs.sort(key=lambda j: (j[2], j[1].method != "alq"))
@@ -366,6 +437,12 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--cpu-devices", type=int, default=0,
                    help="virtual CPU devices per run (0: one per core divided among the jobs)")
     r.add_argument("--force", action="store_true", help="retrain rows that have a record")
+    v = sub.add_parser("verify", help="retrain recorded runs and check every figure is unchanged")
+    v.add_argument("--tables", nargs="+", default=["digits"], choices=list(TABLES))
+    v.add_argument("--rows", nargs="*", default=[], help="only these rows (default: all)")
+    v.add_argument("--seeds", nargs="+", type=int, default=[0])
+    v.add_argument("--mnist-dir", default=os.environ.get("HQJAX_MNIST_DIR", ""))
+    v.add_argument("--workdir", default=os.path.join(ROOT, "runs", "verify"))
     rep = sub.add_parser("report", help="write docs/results.md and the plots from the records")
     rep.add_argument("--out", default=os.path.join(ROOT, "docs"))
     args = p.parse_args(argv)
@@ -375,6 +452,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.cpu_devices:
             args.cpu_devices = max(1, (os.cpu_count() or 1) // args.jobs)
         cmd_run(args)
+    elif args.command == "verify":
+        sys.exit(cmd_verify(args))
     else:
         from bench.results_report import write_report  # matplotlib only for the report
 

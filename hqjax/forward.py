@@ -23,6 +23,11 @@ hla          ``P(V)``                                 ``rescaled_ste(w, alpha T(
 
 Leaves named by ``QuantizerConfig.scaled`` use the identity instead of ``P`` and least-squares scales.
 The phase switch is a `jax.lax.cond` on the step counter, so only one branch runs per step.
+
+Two quantizer families, detected once by `find_family`: `TernaryFamily` (the recipes above) and
+`MultiBitFamily` (ALQ's sums of binary bases). Each gives ``weights(params, mode)`` for the modes
+'forward', 'ternary' (evaluation and export) and 'latent', and the description of its storage that
+`hqjax.summarize` and `hqjax.export` read.
 """
 
 from __future__ import annotations
@@ -37,14 +42,26 @@ from hqjax.ops.sphere import project_to_sphere
 from hqjax.ops.ste import identity_ste, masked_ste, normalized_ste, rescaled_ste
 from hqjax.ops.ternary import ternary_parts
 from hqjax.selection import path_str, unbox
-from hqjax.transforms.alq import alq_params, find_alq_state
+from hqjax.transforms.alq import (
+    ALQLayer,
+    ALQState,
+    alq_layers,
+    alq_params,
+    alq_reconstruction,
+    find_alq_state,
+)
 from hqjax.transforms.prune import PruneState
 from hqjax.transforms.quantizer import QuantizerConfig, QuantizerState
 from hqjax.transforms.ttq import TTQState, ttq_codes
 
 __all__ = [
     "QUANTIZER_STATE_TYPES",
+    "TREE_MODES",
+    "MultiBitFamily",
+    "QuantizerFamily",
     "QuantizerStates",
+    "TernaryFamily",
+    "find_family",
     "find_quantizer_states",
     "forward_params",
     "latent_params",
@@ -249,6 +266,85 @@ def quantized_tree(params: Any, states: QuantizerStates, mode: str = "forward") 
     )
 
 
+class TernaryFamily:
+    """The ternary quantizers of a recipe's optimizer state (`hq`, `hla_tq`, `ptq`, `twn`, `ttq`).
+
+    Attributes:
+      states: the `QuantizerStates` found in the optimizer state.
+    """
+
+    name = "ternary"
+
+    def __init__(self, states: QuantizerStates):
+        self.states = states
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """Paths of the quantized leaves."""
+        return tuple(self.states.config.selected)
+
+    def weights(self, params: Any, mode: str = "forward") -> Any:
+        """`quantized_tree` of `params` in `mode` ('forward', 'ternary' or 'latent')."""
+        return quantized_tree(params, self.states, mode)
+
+    def storage(self) -> dict[str, int | None]:
+        """``{path: unit axis}``: each quantized leaf is stored as ternary codes with one magnitude per
+        unit along that axis (None: one per tensor)."""
+        axis = self.states.config.axis
+        return {p: axis for p in self.states.config.selected}
+
+
+class MultiBitFamily:
+    """ALQ's multi-bit quantizers (`hqjax.alq`): each quantized leaf a sum of binary bases per group.
+
+    Attributes:
+      state: the `hqjax.transforms.ALQState` found in the optimizer state.
+    """
+
+    name = "multibit"
+
+    def __init__(self, state: ALQState):
+        self.state = state
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """Paths of the quantized leaves."""
+        return tuple(self.state.config.selected)
+
+    def weights(self, params: Any, mode: str = "forward") -> Any:
+        """'forward': the exact reconstruction, gradients flowing to `params` unchanged; 'ternary' (the
+        evaluation and export weights): the same values without the gradient path; 'latent': `params`
+        themselves (ALQ keeps no latent weights outside its STE buffer)."""
+        check_choice(mode, TREE_MODES, "mode")
+        if mode == "latent":
+            return unbox(params)
+        return alq_params(params, self.state, differentiable=mode == "forward")
+
+    def layers(self) -> dict[str, ALQLayer]:
+        """``{path: ALQLayer}``: bases, coordinates and live-slot masks of each quantized leaf."""
+        return alq_layers(self.state)
+
+    def reconstruction(self) -> dict[str, jax.Array]:
+        """``{path: reconstructed weight}`` of each quantized leaf."""
+        return alq_reconstruction(self.state)
+
+    def storage(self) -> tuple[tuple[str, tuple[int, ...], str, int, int], ...]:
+        """The group layout of each quantized leaf: ``(path, shape, structure, subc, num_bases)``."""
+        return tuple(self.state.config.layouts)
+
+
+QuantizerFamily = TernaryFamily | MultiBitFamily
+
+
+def find_family(opt_state: Any) -> QuantizerFamily:
+    """The quantizer family of an optimizer state, detected once: `MultiBitFamily` for an ALQ state,
+    `TernaryFamily` otherwise (`find_quantizer_states` raises when there is neither)."""
+    alq = find_alq_state(opt_state)
+    if alq is not None:
+        return MultiBitFamily(alq)
+    return TernaryFamily(find_quantizer_states(opt_state))
+
+
 def forward_params(params: Any, opt_state: Any) -> Any:
     """The weights the model computes with at the current step (spec sections 2-5).
 
@@ -272,10 +368,7 @@ def forward_params(params: Any, opt_state: Any) -> Any:
       >>> q['Dense_0']['kernel'].tolist()
       [[1.0, -0.20000000298023224], [-1.0, 0.0]]
     """
-    alq = find_alq_state(opt_state)
-    if alq is not None:
-        return alq_params(params, alq)
-    return quantized_tree(params, find_quantizer_states(opt_state), "forward")
+    return find_family(opt_state).weights(params, "forward")
 
 
 def ternary_params(params: Any, opt_state: Any) -> Any:
@@ -299,10 +392,7 @@ def ternary_params(params: Any, opt_state: Any) -> Any:
       >>> [[round(x, 4) for x in row] for row in q.tolist()]
       [[0.7, 0.995], [-0.7, 0.0]]
     """
-    alq = find_alq_state(opt_state)
-    if alq is not None:
-        return alq_params(params, alq, differentiable=False)
-    return quantized_tree(params, find_quantizer_states(opt_state), "ternary")
+    return find_family(opt_state).weights(params, "ternary")
 
 
 def latent_params(params: Any, opt_state: Any) -> Any:
@@ -325,7 +415,4 @@ def latent_params(params: Any, opt_state: Any) -> Any:
       >>> latent_params(params, tx.init(params))['Dense_0']['kernel'][:, 0].tolist()
       [0.6000000238418579, -0.800000011920929]
     """
-    alq = find_alq_state(opt_state)
-    if alq is not None:  # ALQ keeps no latent weights outside its STE buffer: the params themselves
-        return unbox(params)
-    return quantized_tree(params, find_quantizer_states(opt_state), "latent")
+    return find_family(opt_state).weights(params, "latent")

@@ -29,10 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from hqjax._checks import reduce_axes
-from hqjax.forward import find_quantizer_states, quantized_tree
+from hqjax.forward import MultiBitFamily, TernaryFamily, find_family
 from hqjax.ops.sphere import cosine_similarity
 from hqjax.selection import leaf_paths, unbox
-from hqjax.transforms.alq import ALQState, alq_layers, alq_reconstruction, find_alq_state
 
 __all__ = ["entropy_bits", "summarize"]
 
@@ -68,14 +67,18 @@ def summarize(params: Any, opt_state: Any) -> dict[str, jax.Array]:
       >>> float(stats['Dense_0/kernel/sparsity']), float(stats['quantizer/phase'])
       (0.25, 1.0)
     """
-    alq = find_alq_state(opt_state)
-    if alq is not None:
-        return _summarize_alq(params, alq)
-    states = find_quantizer_states(opt_state)
-    cfg, qs = states.config, states.quantizer
+    family = find_family(opt_state)
+    if isinstance(family, MultiBitFamily):
+        return _summarize_multibit(params, family)
+    return _summarize_ternary(params, family)
+
+
+def _summarize_ternary(params: Any, family: TernaryFamily) -> dict[str, jax.Array]:
+    """Statistics of the ternary family (the module docstring lists them)."""
+    cfg, qs = family.states.config, family.states.quantizer
     params = unbox(params)
-    latent = dict(leaf_paths(quantized_tree(params, states, "latent")))
-    tern = dict(leaf_paths(quantized_tree(params, states, "ternary")))
+    latent = dict(leaf_paths(family.weights(params, "latent")))
+    tern = dict(leaf_paths(family.weights(params, "ternary")))
     raw = dict(leaf_paths(params))
     signs = dict(leaf_paths(qs.signs))
     out: dict[str, jax.Array] = {}
@@ -118,15 +121,16 @@ def summarize(params: Any, opt_state: Any) -> dict[str, jax.Array]:
     return out
 
 
-def _summarize_alq(params: Any, state: ALQState) -> dict[str, jax.Array]:
+def _summarize_multibit(params: Any, family: MultiBitFamily) -> dict[str, jax.Array]:
     """ALQ statistics (ALGORITHMS.md 1.6): per layer ``bits`` (live coordinates / groups),
     ``zero_groups`` (groups with no live basis), ``sparsity`` (zero weights of the reconstruction);
     totals ``quantizer/average_bits`` (weighted by weight count), ``quantizer/storage_bytes`` (binary
     codes + 32-bit coordinates + 32-bit full-precision parameters), ``quantizer/mode`` (of the next
     step, index into `hqjax.transforms.ALQ_MODES`)."""
+    state = family.state
     params = unbox(params)
-    weights = alq_reconstruction(state)
-    layers = alq_layers(state)
+    weights = family.reconstruction()
+    layers = family.layers()
     out: dict[str, jax.Array] = {}
     tot_n, tot_bits, tot_zero, code_bits, alpha_bits = 0, 0.0, 0.0, 0.0, 0.0
     for path, _shape, _structure, _subc, _nb in state.config.layouts:

@@ -285,3 +285,30 @@ def test_quantile_zeros_need_the_mask_threshold():
         hqjax.hq(optax.sgd(0.1), total_steps=30, threshold="exact_cosine")
     with pytest.raises(ValueError, match="zeros"):
         hqjax.ptq(optax.sgd(0.1), total_steps=30, zeros="thawed")
+
+
+def test_families_are_detected_once_and_give_every_mode():
+    """`find_family`: ternary recipes and ALQ; each mode equals the public function of that mode."""
+    from hqjax.forward import MultiBitFamily, TernaryFamily, find_family
+
+    rng = np.random.default_rng(3)
+    params = {"Dense_0": {"kernel": jnp.asarray(rng.normal(size=(16, 8)), jnp.float32),
+                          "bias": jnp.zeros(8)}}
+    cases = [(hqjax.hq(optax.sgd(0.1), total_steps=9), TernaryFamily),
+             (hqjax.alq(3, num_bases=2, learning_rate=0.1), MultiBitFamily)]
+    for tx, kind in cases:
+        state = tx.init(params)
+        family = find_family(optax.MultiSteps(tx, 2).init(params).inner_opt_state)
+        assert isinstance(family, kind) and family.selected == ("Dense_0/kernel",)
+        for mode, fn in (("forward", hqjax.forward_params), ("ternary", hqjax.ternary_params),
+                         ("latent", hqjax.latent_params)):
+            got, want = family.weights(params, mode), fn(params, state)
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        with pytest.raises(ValueError, match="mode"):
+            family.weights(params, "binary")
+    assert find_family(cases[0][0].init(params)).storage() == {"Dense_0/kernel": -1}
+    layout = find_family(cases[1][0].init(params)).storage()
+    assert [entry[0] for entry in layout] == ["Dense_0/kernel"]
+    with pytest.raises(ValueError, match="QuantizerState"):
+        find_family(optax.sgd(0.1).init(params))

@@ -141,3 +141,34 @@ def test_committed_page_is_what_the_committed_records_give(tmp_path):
                 wd = f"runs/results/{name}/{row}-s{rec['seed']}"
                 want = reproduce.public_command(table, by_name[row], rec["seed"], wd, rec["cpu_devices"])
                 assert rec["command"] == want, (name, row, rec["seed"])
+
+
+def test_verify_compares_every_figure_but_the_timings():
+    rec = {"summary": {"ternary_accuracy": 0.98, "coded_bytes": 100.0, "train_seconds": 5.0},
+           "evals": [{"step": 1, "accuracy": 0.5}], "layers": []}
+    same = json.loads(json.dumps(rec))
+    same["summary"]["train_seconds"] = 9.0
+    assert reproduce.differences(rec, same) == []
+    other = json.loads(json.dumps(rec))
+    other["summary"]["coded_bytes"] = 101.0
+    other["evals"].append({"step": 2, "accuracy": 0.6})
+    other["summary"]["cosine"] = 0.9
+    diff = reproduce.differences(rec, other)
+    assert "/summary/coded_bytes: recorded 100.0, rerun 101.0" in diff
+    assert "/evals (1 entries recorded, 2 rerun)" in diff
+    assert "/summary/cosine (only in the rerun)" in diff
+    assert len(diff) == 3
+
+
+def test_verify_refuses_a_record_whose_command_changed(tmp_path, monkeypatch):
+    table = reproduce.TABLES["digits"]
+    row = table.rows[0]
+    monkeypatch.setattr(reproduce, "RECORDS", str(tmp_path))
+    os.makedirs(tmp_path / "digits")
+    with open(reproduce.record_path("digits", row.name, 0), "w", encoding="utf-8") as f:
+        json.dump({"command": "python train.py --something-else", "cpu_devices": 1}, f)
+    args = type("A", (), {"workdir": str(tmp_path / "wd"), "mnist_dir": ""})()
+    same, status = reproduce.verify_one(table, row, 0, args)
+    assert not same and status.startswith("CHANGED digits/")
+    same, status = reproduce.verify_one(table, table.rows[1], 0, args)
+    assert not same and status.startswith("MISSING")

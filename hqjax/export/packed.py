@@ -135,27 +135,26 @@ def forward_variables(
     """
     import jax
 
-    from hqjax.forward import find_quantizer_states, ternary_params
-    from hqjax.transforms.alq import alq_layers, find_alq_state
+    from hqjax.forward import MultiBitFamily, find_family, ternary_params
 
     ternary: dict[str, int | None] = {}
     multibit: dict[str, pk.MultiBitLayer] = {}
     if opt_state is None:
         fwd = params
-    elif (alq := find_alq_state(opt_state)) is not None:
-        fwd = jax.jit(ternary_params)(params, opt_state)
-        layers = jax.device_get(alq_layers(alq))
-        multibit = {
-            path: pk.MultiBitLayer(
-                np.asarray(layers[path].bases), np.asarray(layers[path].alpha, np.float32),
-                np.asarray(layers[path].mask, bool), tuple(shape), structure, int(subc),
-            )
-            for path, shape, structure, subc, _ in alq.config.layouts
-        }
     else:
-        cfg = find_quantizer_states(opt_state).config
-        fwd = jax.jit(ternary_params)(params, opt_state)
-        ternary = {p: cfg.axis for p in cfg.selected}
+        family = find_family(opt_state)
+        fwd = jax.jit(ternary_params)(params, opt_state)  # the state traced, as in the training step
+        if isinstance(family, MultiBitFamily):
+            layers = jax.device_get(family.layers())
+            multibit = {
+                path: pk.MultiBitLayer(
+                    np.asarray(layers[path].bases), np.asarray(layers[path].alpha, np.float32),
+                    np.asarray(layers[path].mask, bool), tuple(shape), structure, int(subc),
+                )
+                for path, shape, structure, subc, _ in family.storage()
+            }
+        else:
+            ternary = family.storage()
     variables = {"params": jax.device_get(fwd)}
     if batch_stats:
         variables["batch_stats"] = jax.device_get(batch_stats)
