@@ -383,10 +383,13 @@ def verify_one(table: Table, row: Row, seed: int, args: argparse.Namespace) -> t
         return False, f"FAIL {name} (exit {rc}; see {wd}/log.txt)"
     rerun = _compact(condense(wd))
     diff = differences({k: recorded[k] for k in rerun}, rerun)
+    added = [d for d in diff if d.endswith("(only in the rerun)")]  # fields the program reports since
+    diff = [d for d in diff if d not in added]
     if diff:
         return False, f"DIFFERENT {name} ({len(diff)} figures): " + "; ".join(diff[:5])
     acc = rerun["summary"].get("ternary_accuracy")
-    return True, f"identical {name}: accuracy {acc}, every figure as recorded ({wall:.0f} s)"
+    note = f"; new fields not in the record: {', '.join(d.split(' ')[0] for d in added)}" if added else ""
+    return True, f"identical {name}: accuracy {acc}, every recorded figure as recorded ({wall:.0f} s){note}"
 
 
 def _jobs(args: argparse.Namespace) -> list[tuple[Table, Row, int]]:

@@ -36,8 +36,9 @@ from typing import Any
 
 import optax
 
-from hqjax._checks import check_choice, check_int
-from hqjax.schedules import ScalarOrSchedule, agp, as_schedule, check_schedule, geometric, ramp
+from hqjax._checks import check_choice, check_fraction, check_int
+from hqjax.ops.prune import agp_schedule
+from hqjax.schedules import ScalarOrSchedule, as_schedule, check_schedule, geometric, ramp
 from hqjax.selection import Selection
 from hqjax.transforms.alq import GroupRule, alq_optimizer
 from hqjax.transforms.alq_schedule import alq_pipeline
@@ -96,7 +97,8 @@ def _sparsity_schedule(
     if callable(sparsity):
         sched = as_schedule(sparsity)
     else:
-        sched = agp(sparsity, begin_step=0, end_step=end_step, update_every=every)
+        check_fraction(sparsity, "sparsity")
+        sched = agp_schedule(sparsity, begin_step=0, end_step=end_step, update_every=every)
     check_schedule(sched, "sparsity", check_steps, low=0.0, high=1.0, high_inclusive=False)
     return sched
 

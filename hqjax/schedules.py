@@ -6,7 +6,7 @@ Hyper-parameters may be Python numbers or (traced) jax scalars, which is what `o
 passes when it rebuilds a recipe inside ``update``.
 
 - `as_schedule`: a number or a callable, as a schedule.
-- `agp`: the cubic gradual-pruning sparsity of Zhu & Gupta (spec block B6), tolerant of traced targets.
+- `agp`: deprecated alias of `hqjax.ops.agp_schedule` (the cubic gradual-pruning sparsity, B6).
 - `ramp`: linear ramp ``0 -> value`` (HLA-TQ's regularizer weight ``lambda(t)``, spec section 5.2).
 - `geometric`: geometric interpolation ``initial -> final`` (HLA-TQ's temperature constant ``c(t)``,
   spec section 8 item 14).
@@ -16,6 +16,7 @@ passes when it rebuilds a recipe inside ``update``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hqjax._checks import is_concrete
-from hqjax.ops.prune import agp_sparsity
+from hqjax.ops.prune import agp_schedule
 
 Schedule = Callable[[Any], jax.Array]
 ScalarOrSchedule = float | jax.Array | Schedule
@@ -60,45 +61,20 @@ def agp(
     initial_sparsity: Any = 0.0,
     update_every: int = 1,
 ) -> Schedule:
-    """Cubic gradual sparsity (AGP, Zhu & Gupta 2017; spec block B6) from `begin_step` to `end_step`.
-
-    Same formula as `hqjax.ops.agp_sparsity`; unlike `hqjax.ops.agp_schedule` the targets may be traced
-    scalars (as under `optax.inject_hyperparams`), in which case they are not validated here.
-
-    Args:
-      final_sparsity: target fraction of zeros ``s_f`` in [0, 1).
-      begin_step: first pruning step ``t0``.
-      end_step: step ``t1 > t0`` where ``s_f`` is reached and held.
-      initial_sparsity: ``s_i`` (sparsity at ``t0``).
-      update_every: steps between changes of the value.
-
-    Returns:
-      A schedule ``step -> sparsity``: 0 before `begin_step`, ``s_f`` from `end_step` on.
+    """Deprecated alias of `hqjax.ops.agp_schedule` (the library's one AGP schedule); warns.
 
     Examples:
-      >>> s = agp(0.5, end_step=10)
+      >>> import warnings
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore", DeprecationWarning)
+      ...     s = agp(0.5, end_step=10)
       >>> float(s(0)), float(s(10)), float(s(1000))
       (0.0, 0.5, 0.5)
     """
-    _check_steps(begin_step=begin_step, end_step=end_step)
-    if end_step <= begin_step:
-        raise ValueError(f"`end_step`={end_step} must be greater than `begin_step`={begin_step}.")
-    if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-        raise ValueError(f"`update_every` must be an int >= 1, got {update_every!r}.")
-    _check_range(final_sparsity, "sparsity", 0.0, 1.0, high_inclusive=False)
-    _check_range(initial_sparsity, "initial_sparsity", 0.0, 1.0, high_inclusive=False)
-
-    def schedule(step: Any) -> jax.Array:
-        return agp_sparsity(
-            step,
-            final_sparsity,
-            begin_step=begin_step,
-            end_step=end_step,
-            initial_sparsity=initial_sparsity,
-            update_every=update_every,
-        )
-
-    return schedule
+    warnings.warn("hqjax.schedules.agp is deprecated; use hqjax.ops.agp_schedule (same arguments).",
+                  DeprecationWarning, stacklevel=2)
+    return agp_schedule(final_sparsity, begin_step=begin_step, end_step=end_step,
+                        initial_sparsity=initial_sparsity, update_every=update_every)
 
 
 def ramp(value: Any, *, begin_step: int = 0, end_step: int, stop_step: int | None = None) -> Schedule:

@@ -117,7 +117,7 @@ def _chain(name, inner, zeros="quantile"):
         q = transforms.quantizer("ttq", method="ttq", factor=0.05)
         return optax.chain(q, transforms.ttq_scales(1e-2), inner)
     if name in ("ptq", "hq"):
-        sp = schedules.agp(0.5, end_step=1)
+        sp = hqjax.ops.agp_schedule(0.5, end_step=1)
         if zeros == "quantile":  # the default: zeros by per-step quantile after the boundary
             q = transforms.quantizer("sphere", method=name, quantize_step=2, selection=sel,
                                      threshold="quantile", sparsity=sp)
@@ -129,7 +129,7 @@ def _chain(name, inner, zeros="quantile"):
         if name == "hq":
             parts.append(transforms.reinitialize(2))
         return optax.chain(*parts)
-    sp = schedules.agp(0.5, end_step=1)
+    sp = hqjax.ops.agp_schedule(0.5, end_step=1)
     return optax.chain(
         transforms.quantizer(
             "hla",

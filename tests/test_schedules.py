@@ -6,16 +6,25 @@ import numpy as np
 import pytest
 
 from hqjax import schedules
-from hqjax.ops import agp_sparsity
+from hqjax.ops import agp_schedule, agp_sparsity
 
 
 def test_agp_matches_the_op_and_accepts_traced_targets():
-    sched = schedules.agp(0.7, begin_step=2, end_step=12, update_every=2)
+    sched = agp_schedule(0.7, begin_step=2, end_step=12, update_every=2)
     for t in range(0, 16):
         ref = agp_sparsity(t, 0.7, begin_step=2, end_step=12, update_every=2)
         assert float(sched(t)) == pytest.approx(float(ref))
-    traced = jax.jit(lambda s, t: schedules.agp(s, end_step=10)(t))
+    traced = jax.jit(lambda s, t: agp_schedule(s, end_step=10)(t))
     assert float(traced(jnp.float32(0.5), 10)) == pytest.approx(0.5)
+    traced = jax.jit(lambda s0, s, t: agp_schedule(s, end_step=10, initial_sparsity=s0)(t))
+    assert float(traced(jnp.float32(0.1), jnp.float32(0.5), 0)) == pytest.approx(0.1)
+
+
+def test_schedules_agp_is_a_deprecated_alias():
+    with pytest.warns(DeprecationWarning, match="hqjax.ops.agp_schedule"):
+        old = schedules.agp(0.7, begin_step=2, end_step=12, update_every=2)
+    new = agp_schedule(0.7, begin_step=2, end_step=12, update_every=2)
+    assert [float(old(t)) for t in range(16)] == [float(new(t)) for t in range(16)]
 
 
 def test_ramp_and_stop():
@@ -34,9 +43,9 @@ def test_geometric_endpoints_and_midpoint():
 @pytest.mark.parametrize(
     "fn, kwargs",
     [
-        (lambda: schedules.agp(1.0, end_step=10), {}),
-        (lambda: schedules.agp(-0.1, end_step=10), {}),
-        (lambda: schedules.agp(0.5, begin_step=5, end_step=5), {}),
+        (lambda: agp_schedule(1.0, end_step=10), {}),
+        (lambda: agp_schedule(-0.1, end_step=10), {}),
+        (lambda: agp_schedule(0.5, begin_step=5, end_step=5), {}),
         (lambda: schedules.geometric(0.0, 1.0, begin_step=0, end_step=1), {}),
         (lambda: schedules.ramp(1.0, end_step=-1), {}),
     ],

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from hqjax._checks import check_fraction, compute_dtype, normalize_axis
+from hqjax._checks import check_fraction, compute_dtype, is_concrete, normalize_axis
 
 Schedule = Callable[[Any], jax.Array]
 
@@ -131,14 +131,18 @@ def agp_sparsity(
 
 
 def agp_schedule(
-    final_sparsity: float,
+    final_sparsity: Any,
     *,
     begin_step: int = 0,
     end_step: int,
-    initial_sparsity: float = 0.0,
+    initial_sparsity: Any = 0.0,
     update_every: int = 1,
 ) -> Schedule:
-    """A validated ``step -> sparsity`` callable for `agp_sparsity` (B6), usable as any optax schedule.
+    """The AGP schedule (B6): a validated ``step -> sparsity`` callable for `agp_sparsity`, usable as any
+    optax schedule; 0 before `begin_step`, `final_sparsity` from `end_step` on.
+
+    The targets may be traced scalars (as under `optax.inject_hyperparams`); only concrete values are
+    validated. The library's one AGP schedule (``hqjax.schedules.agp`` is a deprecated alias).
 
     Examples:
       >>> sched = agp_schedule(0.9, begin_step=0, end_step=100)
@@ -147,7 +151,7 @@ def agp_schedule(
     """
     check_fraction(final_sparsity, "final_sparsity")
     check_fraction(initial_sparsity, "initial_sparsity")
-    if initial_sparsity > final_sparsity:
+    if is_concrete(initial_sparsity) and is_concrete(final_sparsity) and initial_sparsity > final_sparsity:
         raise ValueError(
             f"`initial_sparsity`={initial_sparsity} exceeds `final_sparsity`={final_sparsity}; "
             "AGP only increases sparsity."

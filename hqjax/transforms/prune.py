@@ -55,7 +55,7 @@ def prune(
     The initial masks (at ``tx.init``) use ``s(0)``.
 
     Args:
-      sparsity: a fraction in [0, 1) or a schedule ``step -> fraction`` (e.g. `hqjax.schedules.agp`).
+      sparsity: a fraction in [0, 1) or a schedule ``step -> fraction`` (e.g. `hqjax.ops.agp_schedule`).
       selection: the leaves to prune (default `hqjax.Selection()`).
       axis: unit axis: each unit gets the exact zero count (None: per layer).
       update_every: steps between mask updates (AGP's ``dt``).
