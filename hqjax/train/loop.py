@@ -1,9 +1,11 @@
 """`train_and_evaluate(config, workdir)`: the whole training program, from one CPU to a pod.
 
 Layout after the Flax ImageNet example: pure step functions (`hqjax.train.steps`), input pipelines
-(`hqjax.data`), parallelism (`hqjax.train.parallel`), orbax checkpoints (`hqjax.train.checkpoint`),
-metrics (`hqjax.train.logs`). Each process reads only its shard of the data; logging and the progress
-bar come from process 0; every process takes part in checkpoint saves and restores.
+(`hqjax.data`), what a run is built from (`hqjax.train.build`), jit-over-a-mesh or pmap behind one
+interface (`hqjax.train.strategy`), evaluation (`hqjax.train.evaluation`), orbax checkpoints
+(`hqjax.train.checkpoint`), metrics (`hqjax.train.logs`). Each process reads only its shard of the
+data; logging and the progress bar come from process 0; every process takes part in checkpoint saves
+and restores.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from hqjax import data
 from hqjax.train import build, parallel
 from hqjax.train.checkpoint import Checkpointer, CheckpointWriteError
 from hqjax.train.config import validate
+from hqjax.train.evaluation import eval_sources, evaluate, latent_accuracy
 from hqjax.train.lock import workdir_lock
 from hqjax.train.logs import MetricWriter
 from hqjax.train.methods import frozen_bn_epochs, get_spec
 from hqjax.train.report import final_report, layer_stats
-from hqjax.train.steps import TrainState, make_eval_step, make_train_step
+from hqjax.train.steps import TrainState
+from hqjax.train.strategy import PMAP_AXIS, make_strategy
 
-PMAP_AXIS = "batch"
+__all__ = ["PMAP_AXIS", "eval_sources", "pretrain_config", "train_and_evaluate"]
 
 
 class _StopRequest:
@@ -96,67 +100,11 @@ def _pretrained(config: Any, workdir: str) -> tuple[Any, Any]:
     return jax.device_get((state.params, state.batch_stats))
 
 
-def evaluate(eval_step, state, loader, mesh, *, pmap_devices: int = 0) -> dict[str, float]:
-    """Accuracy and loss over a whole eval loader (masked padding excluded)."""
-    totals = {"correct": 0.0, "loss_sum": 0.0, "count": 0.0}
-    for batch in loader:
-        if pmap_devices:
-            out = eval_step(state, parallel.pmap_split(batch, pmap_devices))
-            out = parallel.pmap_unreplicate(out)
-        else:
-            out = eval_step(state, parallel.global_batch(batch, mesh))
-        for k in totals:
-            totals[k] += float(out[k])
-    n = max(totals["count"], 1.0)
-    return {"accuracy": totals["correct"] / n, "loss": totals["loss_sum"] / n, "count": totals["count"]}
-
-
-def latent_accuracy(
-    config, model, state, latent_forward, train_source, test_loader, mesh, local_batch
-) -> float:
-    """Test accuracy of the full-precision latent network (`hqjax.latent_params`).
-
-    The running BatchNorm statistics of a run belong to the weights it trained with (ternary ones in
-    the last phase), so they are re-estimated for the latent weights first: the training-mode forward
-    pass over ``config.bn_recalibration_batches`` training batches (no augmentation, a separate seed;
-    the run's own data iterator is untouched) updates a copy of the statistics.
-    """
-    stats_step = jax.jit(
-        lambda params, opt_state, stats, x: model.apply(
-            {"params": latent_forward(params, opt_state), "batch_stats": stats}, x, train=True,
-            mutable=["batch_stats"],
-        )[1]["batch_stats"]
-    )
-    loader = data.make_loader(
-        train_source, batch_size=local_batch, train=True, seed=config.seed + 1, augment=False,
-        dataset=config.dataset, host_sharding="interleaved",
-    )
-    stats = state.batch_stats
-    for _, batch in zip(range(config.bn_recalibration_batches), loader, strict=False):
-        stats = stats_step(state.params, state.opt_state, stats, parallel.global_batch(batch, mesh)["image"])
-    eval_step = jax.jit(make_eval_step(model, latent_forward))
-    return evaluate(eval_step, state._replace(batch_stats=stats), test_loader, mesh)["accuracy"]
-
-
 @jax.jit
 def all_finite(tree: Any) -> jax.Array:
     """True when every floating-point leaf of `tree` is finite (one reduction on the device)."""
     leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def eval_sources(config: Any) -> tuple[Any, Any]:
-    """The run's ``(train, evaluation)`` sources.
-
-    With ``config.validation_split = N > 0`` the last are N examples held out of the training split
-    (`hqjax.data.split_validation`, one fixed choice for every run) and the test split is never opened:
-    every accuracy the run reports is a validation accuracy. With 0 (default) it is the test split.
-    """
-    data_dir = config.data_dir or None
-    train = data.get_dataset(config.dataset, "train", data_dir=data_dir)
-    if config.validation_split:
-        return data.split_validation(train, config.validation_split)
-    return train, data.get_dataset(config.dataset, "test", data_dir=data_dir)
 
 
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
@@ -185,8 +133,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
     mesh = parallel.make_mesh(num_devices)
     parallel.check_batch_size(config.batch_size, mesh)
     parallel.check_batch_size(config.eval_batch_size, mesh)
-    use_pmap = config.parallel == "pmap"
-    pmap_devices = num_devices // jax.process_count()  # pmap maps over this process's devices
+    strategy = make_strategy(config, mesh, num_devices)
     local_batch = config.batch_size // jax.process_count()
     local_eval_batch = config.eval_batch_size // jax.process_count()
 
@@ -195,7 +142,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
     total_steps = steps_per_epoch * config.num_epochs
 
     # under pmap, BatchNorm statistics over the whole batch, as under jit: reduced across the pmap axis
-    model = build.build_model(config, pmap_axis=PMAP_AXIS if use_pmap else None)
+    model = build.build_model(config, pmap_axis=strategy.axis_name)
     base_model = build.build_model(config)
     tx = build.build_optimizer(config, steps_per_epoch)
     spec = get_spec(config.method)
@@ -225,27 +172,14 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
 
     # ALQ's pruning epochs run BatchNorm in inference mode (spec 1.4 d): a second compiled step
     frozen_epochs = frozen_bn_epochs(config, steps_per_epoch, state.batch_stats)
-    if use_pmap:
-        axis = PMAP_AXIS
-        train_step = jax.pmap(make_train_step(model, tx, train_forward, axis_name=axis), axis_name=axis)
-        if frozen_epochs:
-            frozen_step = jax.pmap(
-                make_train_step(model, tx, train_forward, axis_name=axis, bn_frozen=True), axis_name=axis
-            )
-        eval_step = jax.pmap(make_eval_step(model, ternary_forward, axis_name=axis), axis_name=axis)
-        run_state = parallel.pmap_replicate(jax.device_get(state), pmap_devices)
-    else:
-        train_step = jax.jit(make_train_step(model, tx, train_forward), donate_argnums=0)
-        if frozen_epochs:
-            frozen_step = jax.jit(make_train_step(model, tx, train_forward, bn_frozen=True), donate_argnums=0)
-        eval_step = jax.jit(make_eval_step(model, ternary_forward))
-        run_state = state
+    train_step = strategy.train_step(model, tx, train_forward)
+    frozen_step = strategy.train_step(model, tx, train_forward, bn_frozen=True) if frozen_epochs else None
+    eval_step = strategy.eval_step(model, ternary_forward)
+    run_state = strategy.place(state)
 
     def host_state():
         """The train state replicated over the mesh (one global array tree, readable on every process)."""
-        if use_pmap:
-            return parallel.replicate(jax.device_get(parallel.pmap_unreplicate(run_state)), mesh)
-        return run_state
+        return strategy.global_state(run_state)
 
     def eval_loader():
         return data.make_loader(
@@ -304,11 +238,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
         with _StopRequest() as stop:
             for step in range(start_step, stop_at):
                 t0 = time.time()
-                local = next(train_iter)
-                if use_pmap:
-                    batch = parallel.pmap_split(local, pmap_devices)
-                else:
-                    batch = parallel.global_batch(local, mesh)
+                batch = strategy.batch(next(train_iter))
                 step_fn = frozen_step if step // steps_per_epoch in frozen_epochs else train_step
                 run_state, metrics = step_fn(run_state, batch)
                 pending.append(metrics)
@@ -318,9 +248,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
                 check_finite(len(pending) - 1)
                 if done % max(config.log_every_steps, 1) == 0 or done == total_steps:
                     check_finite(len(pending))
-                    host = jax.device_get(pending)
-                    if use_pmap:
-                        host = [parallel.pmap_unreplicate(m) for m in host]
+                    host = [strategy.metrics(m) for m in jax.device_get(pending)]
                     mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
                     pending.clear()
                     checked = 0
@@ -335,8 +263,7 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
                 stats_due = bool(every_steps) and done % every_steps == 0
                 if epoch_end or done == total_steps:
                     epoch = done // steps_per_epoch
-                    ev = evaluate(eval_step, run_state, eval_loader(), mesh,
-                                  pmap_devices=pmap_devices if use_pmap else 0)
+                    ev = evaluate(eval_step, run_state, eval_loader(), strategy)
                     row = {"epoch": epoch, "ternary_accuracy": ev["accuracy"], "ternary_loss": ev["loss"]}
                     writer.write(done, "eval", row)
                     history.append({"step": done, **row})
@@ -369,8 +296,8 @@ def _train(config: Any, workdir: str) -> tuple[dict[str, Any], TrainState]:
         latent = history[-1]["ternary_accuracy"] if history else float("nan")
     else:
         latent = latent_accuracy(
-            config, base_model, parallel.replicate(final, mesh) if use_pmap else final,
-            latent_forward, train_source, eval_loader(), mesh, local_batch,
+            config, base_model, strategy.latent_state(final), latent_forward, train_source, eval_loader(),
+            mesh, local_batch,
         )
     summary = final_report(
         config, final, history, latent_accuracy=latent, summarize=summarize, train_seconds=train_time,
