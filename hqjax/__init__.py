@@ -22,7 +22,7 @@ from hqjax.methods import METHODS, alq, get_method, hla_tq, hq, ptq, static_args
 from hqjax.ops import *  # noqa: F403
 from hqjax.ops import __all__ as _ops_all
 from hqjax.selection import Selection, select, selected_paths
-from hqjax.summary import entropy_bits, summarize
+from hqjax.summary import entropy_bits, summarize, ternary_entropy_bits
 from hqjax.transforms import QuantizerConfig, QuantizerState
 
 if TYPE_CHECKING:  # imported lazily at run time (`__getattr__` below)
@@ -58,6 +58,7 @@ __all__ = [
     "size_report",
     "static_args",
     "summarize",
+    "ternary_entropy_bits",
     "ternary_params",
     "ttq",
     "twn",

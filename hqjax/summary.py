@@ -23,6 +23,7 @@ method would switch to). Values are jax float32 scalars; the function is pure an
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -33,22 +34,31 @@ from hqjax.forward import MultiBitFamily, TernaryFamily, find_family
 from hqjax.ops.sphere import cosine_similarity
 from hqjax.selection import leaf_paths, unbox
 
-__all__ = ["entropy_bits", "summarize"]
+__all__ = ["entropy_bits", "summarize", "ternary_entropy_bits"]
 
 
-def entropy_bits(p0: Any) -> jax.Array:
+def ternary_entropy_bits(p0: Any) -> jax.Array:
     """Entropy bound of a symmetric ternary code with zero fraction `p0` (spec B7), bits per weight.
+
+    (`hqjax.export.pack.code_entropy_bits` is the other entropy: the total bits of given symbol counts.)
 
     ``H(p0) = h2(p0) + (1 - p0)``: the binary entropy of zero / non-zero plus one sign bit per non-zero.
 
     Examples:
-      >>> [round(float(entropy_bits(p)), 2) for p in (0.8, 0.85, 0.9)]
+      >>> [round(float(ternary_entropy_bits(p)), 2) for p in (0.8, 0.85, 0.9)]
       [0.92, 0.76, 0.57]
     """
     p = jnp.clip(jnp.asarray(p0, jnp.float32), 0.0, 1.0)
     xlogx = lambda x: jnp.where(x > 0, x * jnp.log2(jnp.where(x > 0, x, 1.0)), 0.0)
     return -(xlogx(p) + xlogx(1.0 - p)) + (1.0 - p)
 
+
+
+def entropy_bits(p0: Any) -> jax.Array:
+    """Deprecated name of `ternary_entropy_bits` (same function); warns."""
+    warnings.warn("hqjax.entropy_bits is deprecated; use hqjax.ternary_entropy_bits (same function).",
+                  DeprecationWarning, stacklevel=2)
+    return ternary_entropy_bits(p0)
 
 def summarize(params: Any, opt_state: Any) -> dict[str, jax.Array]:
     """Flat per-layer statistics of the quantized leaves (see the module docstring for the keys).
@@ -96,7 +106,7 @@ def _summarize_ternary(params: Any, family: TernaryFamily) -> dict[str, jax.Arra
         prev = signs.get(path)
         cur = jnp.sign(raw[path]).astype(jnp.int8)
         flip = jnp.mean((cur != prev).astype(jnp.float32)) if prev is not None else jnp.float32(0.0)
-        bits = entropy_bits(p0)
+        bits = ternary_entropy_bits(p0)
         out[f"{path}/sparsity"] = p0
         out[f"{path}/scale"] = jnp.mean(scale_u)
         out[f"{path}/cosine"] = cos

@@ -18,7 +18,20 @@ def _params():
 
 
 def test_entropy_bound_values():
-    np.testing.assert_allclose(hqjax.entropy_bits(jnp.array([0.0, 0.5, 1.0])), [1.0, 1.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(hqjax.ternary_entropy_bits(jnp.array([0.0, 0.5, 1.0])), [1.0, 1.5, 0.0],
+                               atol=1e-6)
+
+
+def test_the_two_entropies_agree_and_the_old_names_warn():
+    from hqjax.export import pack as pk
+
+    p0 = 0.8
+    per_weight = float(hqjax.ternary_entropy_bits(p0))
+    assert pk.code_entropy_bits([800, 100, 100]) / 1000 == pytest.approx(per_weight, rel=1e-6)
+    with pytest.warns(DeprecationWarning, match="ternary_entropy_bits"):
+        assert float(hqjax.entropy_bits(p0)) == per_weight
+    with pytest.warns(DeprecationWarning, match="code_entropy_bits"):
+        assert pk.entropy_bits([800, 100, 100]) == pk.code_entropy_bits([800, 100, 100])
 
 
 def test_keys_and_values_for_twn():

@@ -14,7 +14,7 @@ Codes are stored as symbols ``0`` (zero), ``1`` (+1), ``2`` (-1), either
 * dense: 2 bits per weight, four symbols per byte, the first in the lowest bits (`pack_dense2`), or
 * entropy-coded: one ANS stream per layer (`ans_encode`, the ``constriction`` library) under the layer's
   i.i.d. categorical model, whose exact symbol counts travel with the stream. ANS stays within a few
-  bytes per layer of the entropy bound ``n H(p)`` (`entropy_bits`).
+  bytes per layer of the entropy bound ``n H(p)`` (`code_entropy_bits`).
 
 Multi-bit (ALQ) layers
 ----------------------
@@ -27,6 +27,7 @@ summation order defined below.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import zlib
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "ans_decode",
     "ans_encode",
     "codes_crc32",
+    "code_entropy_bits",
     "entropy_bits",
     "multibit_groups",
     "multibit_groups_jax",
@@ -197,13 +199,13 @@ def symbol_counts(codes: np.ndarray) -> tuple[int, int, int]:
     return int(c.size) - pos - neg, pos, neg
 
 
-def entropy_bits(counts: Any) -> float:
+def code_entropy_bits(counts: Any) -> float:
     """``n H(p)`` in bits: the entropy bound of i.i.d. symbols with the empirical distribution `counts`.
 
     For symmetric ternary codes with zero fraction ``p0`` this is ``n (h2(p0) + (1 - p0))`` (spec B7).
 
     Examples:
-      >>> round(entropy_bits([80, 10, 10]) / 100, 4)
+      >>> round(code_entropy_bits([80, 10, 10]) / 100, 4)
       0.9219
     """
     c = np.asarray(counts, np.float64)
@@ -212,6 +214,13 @@ def entropy_bits(counts: Any) -> float:
         return 0.0
     p = c[c > 0] / n
     return max(float(-(c[c > 0] * np.log2(p)).sum()), 0.0)
+
+
+def entropy_bits(counts: Any) -> float:
+    """Deprecated name of `code_entropy_bits` (same function); warns."""
+    warnings.warn("hqjax.export.pack.entropy_bits is deprecated; use code_entropy_bits (same function).",
+                  DeprecationWarning, stacklevel=2)
+    return code_entropy_bits(counts)
 
 
 def codes_crc32(codes: np.ndarray) -> int:
@@ -278,7 +287,7 @@ def ans_encode(codes: np.ndarray) -> tuple[bytes, tuple[int, int, int]]:
     Examples:
       >>> codes = np.random.default_rng(0).choice([0, 1, -1], size=10000, p=[0.9, 0.05, 0.05])
       >>> data, counts = ans_encode(codes)
-      >>> len(data) * 8 / entropy_bits(counts) < 1.01
+      >>> len(data) * 8 / code_entropy_bits(counts) < 1.01
       True
       >>> bool(np.array_equal(ans_decode(data, counts), codes))
       True

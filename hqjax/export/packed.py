@@ -233,7 +233,7 @@ def _pack_ternary(
     size = TensorSize(
         path=name, kind="ternary", numel=int(x.size), units=layer.units * (1 + (layer.neg is not None)),
         zeros=counts[0], itemsize=x.dtype.itemsize, dense2_bytes=len(dense),
-        entropy_bytes=pk.entropy_bits(counts) / 8.0, coded_bytes=len(coded), side_bytes=side,
+        entropy_bytes=pk.code_entropy_bits(counts) / 8.0, coded_bytes=len(coded), side_bytes=side,
         stored_bytes=len(code_block) + side,
     )
     return record, blocks, size
@@ -259,7 +259,7 @@ def _pack_multibit(
     }
     live = layer.live
     plus = int(np.count_nonzero(bases[mask] > 0))
-    bound = (pk.entropy_bits([plus, live * n - plus]) + pk.entropy_bits([live, g * i - live])) / 8.0
+    bound = (pk.code_entropy_bits([plus, live * n - plus]) + pk.code_entropy_bits([live, g * i - live])) / 8.0
     zeros = int(np.count_nonzero(pk.multibit_groups(bases, layer.alpha, mask) == 0))
     codes = len(planes) + len(mask_bits)
     size = TensorSize(
