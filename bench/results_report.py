@@ -361,44 +361,59 @@ def plot_layers(table: Any, rows: dict[str, list[dict[str, Any]]], path: str) ->
     return True
 
 
+def _json_results(results_dir: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(file name, contents)`` of every ``*.json`` file in ``results_dir``, sorted by name."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            out.append((os.path.basename(path), json.load(f)))
+    return out
+
+
+def _markdown_table(caption: str, header: list[str], rows: list[list[Any]]) -> str:
+    """A caption line, a blank line, then a markdown table of ``header`` and the cells of ``rows``."""
+    lines = [caption, "", f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
+    lines += [f"| {' | '.join(map(str, cells))} |" for cells in rows]
+    return "\n".join(lines)
+
+
 def vs_torch_markdown(vs_dir: str) -> str:
     """Tables of the ``bench/vs_torch.py --json docs/results/vs_torch/NAME.json`` files."""
     parts = []
-    for path in sorted(glob.glob(os.path.join(vs_dir, "*.json"))):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+    for name, data in _json_results(vs_dir):
         v, a, rows = data["versions"], data["args"], data["rows"]
         batch = "" if a.get("batch") is None else f" --batch {a['batch']}"
         cmd = (f"python bench/vs_torch.py --models {','.join(a['models'])}{batch} --reps {a['reps']} "
-               f"--warmup {a['warmup']} --json docs/results/vs_torch/{os.path.basename(path)}")
+               f"--warmup {a['warmup']} --json docs/results/vs_torch/{name}")
         loads = sorted({r["load_before"] for r in rows} | {r["load_after"] for r in rows})
-        lines = [
+        caption = (
             f"jax {v['jax']} ({v['device']}) vs PyTorch {v['torch']}, {v['cpus']} CPUs, float32 training "
             f"step (forward, cross-entropy, backward, SGD momentum), median of {a['reps']} interleaved "
-            f"steps, load average {loads[0]}–{loads[-1]} during the timed part: `{cmd}`",
-            "",
-            "| model | batch | variant | ms / step | fastest ms | ratio to PyTorch NCHW | compile s |",
-            "|---|---|---|---|---|---|---|",
+            f"steps, load average {loads[0]}–{loads[-1]} during the timed part: `{cmd}`"
+        )
+        header = ["model", "batch", "variant", "ms / step", "fastest ms", "ratio to PyTorch NCHW",
+                  "compile s"]
+        cells = [
+            [r["model"], r["batch"], r["variant"], f"{1e3 * r['step_s']:.1f}",
+             f"{1e3 * r['step_min_s']:.1f}", f"{r['ratio']:.2f}",
+             "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"]
+            for r in rows
         ]
-        for r in rows:
-            comp = "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
-            lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {1e3 * r['step_s']:.1f} | "
-                         f"{1e3 * r['step_min_s']:.1f} | {r['ratio']:.2f} | {comp} |")
-        parts.append("\n".join(lines))
+        parts.append(_markdown_table(caption, header, cells))
     return "\n\n".join(parts)
 
 
 def bench_markdown(bench_dir: str) -> str:
     """Tables of the ``bench/suite.py --json docs/results/bench/NAME.json`` files, one per model."""
     parts = []
-    for path in sorted(glob.glob(os.path.join(bench_dir, "*.json"))):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+    header = ["method", "phase", "ms / step", "ratio to fp", "compile s", "images / s", "memory MiB",
+              "exported bytes", "fp32 / file", "zeros"]
+    for name, data in _json_results(bench_dir):
         dev, a = data["device"], data["args"]
         cmd = (f"python bench/suite.py --models {','.join(a['models'])} --methods {','.join(a['methods'])} "
                f"--alq-modes {','.join(a['alq_modes'])} --batch {a['batch']} --reps {a['reps']} "
                f"--warmup {a['warmup']} --dtype {a['dtype']} "
-               f"--json docs/results/bench/{os.path.basename(path)}")
+               f"--json docs/results/bench/{name}")
         parts.append(
             f"### {dev['device_count']} x {dev['device_kind']} ({dev['platform']}), jax {dev['jax']}, "
             f"{dev['cpus']} CPUs, load average at start {' '.join(map(str, dev['load_average']))}\n\n"
@@ -406,24 +421,19 @@ def bench_markdown(bench_dir: str) -> str:
         )
         for model in dict.fromkeys(r["model"] for r in data["rows"]):
             rows = [r for r in data["rows"] if r["model"] == model]
-            lines = [
-                f"**{model}**, batch {rows[0]['batch']}, {rows[0]['dtype']}, median of {a['reps']} "
-                "interleaved steps:",
-                "",
-                "| method | phase | ms / step | ratio to fp | compile s | images / s | memory MiB | "
-                "exported bytes | fp32 / file | zeros |",
-                "|---|---|---|---|---|---|---|---|---|---|",
-            ]
+            caption = (f"**{model}**, batch {rows[0]['batch']}, {rows[0]['dtype']}, median of {a['reps']} "
+                       "interleaved steps:")
+            cells = []
             for r in rows:
                 mem = r.get("mem_bytes")
                 zeros = r.get("sparsity")
-                lines.append(
-                    f"| {r['method']} | {r['phase']} | {1e3 * r['step_s']:.1f} | {r['ratio']:.2f} | "
-                    f"{r['compile_s']:.1f} | {r['images_per_s']:.0f} | "
-                    f"{'-' if mem is None else f'{mem / 2**20:.1f}'} | {r['export_bytes']:,} | "
-                    f"{r['export_ratio']:.1f} | {'-' if zeros is None else f'{zeros:.3f}'} |"
-                )
-            parts.append("\n".join(lines))
+                cells.append([
+                    r["method"], r["phase"], f"{1e3 * r['step_s']:.1f}", f"{r['ratio']:.2f}",
+                    f"{r['compile_s']:.1f}", f"{r['images_per_s']:.0f}",
+                    "-" if mem is None else f"{mem / 2**20:.1f}", f"{r['export_bytes']:,}",
+                    f"{r['export_ratio']:.1f}", "-" if zeros is None else f"{zeros:.3f}",
+                ])
+            parts.append(_markdown_table(caption, header, cells))
     return "\n\n".join(parts)
 
 

@@ -1,6 +1,7 @@
 """grain loaders: determinism, checkpointable iterators, per-host sharding, eval coverage, errors."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -8,7 +9,6 @@ import textwrap
 import grain
 import numpy as np
 import pytest
-from absl import flags
 
 import hqjax.data as hd
 
@@ -222,11 +222,29 @@ def test_local_batch_size():
         hd.local_batch_size(0, process_count=1, local_device_count=1)
 
 
-def test_workers_need_parsed_flags(digits):
-    if flags.FLAGS.is_parsed():
-        pytest.skip("absl flags were parsed by another test in this process")
-    with pytest.raises(RuntimeError, match="absl.app.run"):
-        loader(digits, worker_count=2)
+def test_workers_need_parsed_flags():
+    """worker_count > 0 before absl flags are parsed raises. Runs in a fresh subprocess, where no other
+    test can have parsed the flags."""
+    code = textwrap.dedent(
+        """
+        import pytest
+        from absl import flags
+        import hqjax.data as hd
+        assert not flags.FLAGS.is_parsed()
+        digits = hd.get_dataset("digits", "train")
+        kw = dict(batch_size=64, train=True, seed=0, augment="crop_flip", shard_index=0, shard_count=1)
+        with pytest.raises(RuntimeError, match="absl.app.run"):
+            hd.make_loader(digits, worker_count=2, **kw)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.slow
