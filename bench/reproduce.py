@@ -134,6 +134,9 @@ _ABLATION_LENET5_ROWS = (
                    Row("hla_tq_reg0", "hla_tq", (("method_kwargs.reg_strength", 0.0),),
                        label="HLA-TQ without regularizer"))
       for lr in (0.02, 0.1)),
+    # TWN at PTQ/HQ's size with the learning rate the grid chose for TWN and PTQ
+    Row("twn_q70_lr01", "twn", (("method_kwargs.sparsity", 0.7), ("learning_rate", 0.1)),
+        label="TWN, 70 % zeros by per-step quantile, lr 0.1"),
 )
 
 TABLES: dict[str, Table] = {
