@@ -44,6 +44,7 @@ class Row:
     method: str
     overrides: tuple[tuple[str, Any], ...] = ()
     label: str = ""  # shown in the table; defaults to `name`
+    baseline: str = ""  # the row an ablation compares it with (default: the table's TWN row)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ _ABLATION_LENET5_ROWS = (
     # the learning rate, the one free hyper-parameter every method shares: the same grid of three for
     # TWN, PTQ, HQ and HLA-TQ (the config's 0.05 in the rows above, 0.02 and 0.1 here, seed 0)
     *(Row(f"{base.name}_lr{str(lr).replace('.', '')}", base.method, (*base.overrides, ("learning_rate", lr)),
-          label=f"{base.label}, lr {lr}")
+          label=f"{base.label}, lr {lr}",
+          baseline="" if base.method == "twn" else f"twn_lr{str(lr).replace('.', '')}")
       for base in (Row("twn", "twn", label="TWN"),
                    Row("ptq", "ptq", (("method_kwargs.zeros", "quantile"),), label="PTQ (quantile)"),
                    Row("hq", "hq", (("method_kwargs.zeros", "quantile"),), label="HQ (quantile)"),
@@ -136,7 +138,7 @@ _ABLATION_LENET5_ROWS = (
       for lr in (0.02, 0.1)),
     # TWN at PTQ/HQ's size with the learning rate the grid chose for TWN and PTQ
     Row("twn_q70_lr01", "twn", (("method_kwargs.sparsity", 0.7), ("learning_rate", 0.1)),
-        label="TWN, 70 % zeros by per-step quantile, lr 0.1"),
+        label="TWN, 70 % zeros by per-step quantile, lr 0.1", baseline="twn_lr01"),
 )
 
 TABLES: dict[str, Table] = {

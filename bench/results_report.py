@@ -184,11 +184,11 @@ def ablation_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def component_markdown(table: Any, rows: dict[str, list[dict[str, Any]]], baseline: str = "twn") -> str:
-    """Every row of a component ablation against its `baseline` row: difference of mean accuracy and
-    Welch's t over seeds, beside each row's zero fraction and exported size."""
+    """Every row of a component ablation against its `baseline` row (or the row's own ``baseline``, e.g.
+    TWN at the same learning rate): difference of mean accuracy and Welch's t over seeds, beside each
+    row's zero fraction and exported size."""
     if baseline not in rows:
         return ""
-    base = [a * 100 for a in row_stats(rows[baseline])["acc"]]
     split = getattr(table, "eval_split", "test")
     lines = [
         f"| row | {split} accuracy % | zeros | exported size | vs {baseline} (pp) | Welch t | seeds |",
@@ -200,11 +200,13 @@ def component_markdown(table: Any, rows: dict[str, list[dict[str, Any]]], baseli
             continue
         st = row_stats(rows[row.name])
         acc = [a * 100 for a in st["acc"]]
-        if row.name == baseline:
+        own = getattr(row, "baseline", "") or baseline
+        if row.name == baseline or own not in rows:
             diff = t_cell = "—"
         else:
+            base = [a * 100 for a in row_stats(rows[own])["acc"]]
             d, t = welch(acc, base)
-            diff = f"{d:+.2f}"
+            diff = f"{d:+.2f}" + ("" if own == baseline else f" (vs {_label(table, own)})")
             t_cell = f"{t:+.1f}" if min(len(acc), len(base)) > 1 else "n/a (1 seed)"
         lines.append(
             f"| {row.label or row.name} | {_pm(st['acc'], 100)} | {mean_std(st['sparsity'])[0]:.3f} | "

@@ -172,3 +172,14 @@ def test_verify_refuses_a_record_whose_command_changed(tmp_path, monkeypatch):
     assert not same and status.startswith("CHANGED digits/")
     same, status = reproduce.verify_one(table, table.rows[1], 0, args)
     assert not same and status.startswith("MISSING")
+
+
+def test_every_row_baseline_is_a_twn_row_of_its_table():
+    for table in reproduce.TABLES.values():
+        names = {r.name: r for r in table.rows}
+        for row in table.rows:
+            if row.baseline:
+                assert row.baseline in names, (table.name, row.name)
+                assert names[row.baseline].method == "twn"
+                lr = dict(row.overrides).get("learning_rate")
+                assert dict(names[row.baseline].overrides).get("learning_rate") == lr
