@@ -53,15 +53,9 @@ def as_schedule(value: ScalarOrSchedule) -> Schedule:
     return lambda step: jnp.asarray(value, jnp.float32)
 
 
-def agp(
-    final_sparsity: Any,
-    *,
-    begin_step: int = 0,
-    end_step: int,
-    initial_sparsity: Any = 0.0,
-    update_every: int = 1,
-) -> Schedule:
-    """Deprecated alias of `hqjax.ops.agp_schedule` (the library's one AGP schedule); warns.
+def agp(final_sparsity: Any, **kwargs: Any) -> Schedule:
+    """Deprecated alias of `hqjax.ops.agp_schedule` (the library's one AGP schedule; the same keyword
+    arguments: `begin_step`, `end_step`, `initial_sparsity`, `update_every`); warns.
 
     Examples:
       >>> import warnings
@@ -73,8 +67,7 @@ def agp(
     """
     warnings.warn("hqjax.schedules.agp is deprecated; use hqjax.ops.agp_schedule (same arguments).",
                   DeprecationWarning, stacklevel=2)
-    return agp_schedule(final_sparsity, begin_step=begin_step, end_step=end_step,
-                        initial_sparsity=initial_sparsity, update_every=update_every)
+    return agp_schedule(final_sparsity, **kwargs)
 
 
 def ramp(value: Any, *, begin_step: int = 0, end_step: int, stop_step: int | None = None) -> Schedule:
