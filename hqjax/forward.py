@@ -266,7 +266,18 @@ def quantized_tree(params: Any, states: QuantizerStates, mode: str = "forward") 
     )
 
 
-class TernaryFamily:
+class _Family:
+    """What both families share: the static config of their quantizer state (``config.selected``)."""
+
+    config: Any
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """Paths of the quantized leaves."""
+        return tuple(self.config.selected)
+
+
+class TernaryFamily(_Family):
     """The ternary quantizers of a recipe's optimizer state (`hq`, `hla_tq`, `ptq`, `twn`, `ttq`).
 
     Attributes:
@@ -277,11 +288,7 @@ class TernaryFamily:
 
     def __init__(self, states: QuantizerStates):
         self.states = states
-
-    @property
-    def selected(self) -> tuple[str, ...]:
-        """Paths of the quantized leaves."""
-        return tuple(self.states.config.selected)
+        self.config = states.config
 
     def weights(self, params: Any, mode: str = "forward") -> Any:
         """`quantized_tree` of `params` in `mode` ('forward', 'ternary' or 'latent')."""
@@ -290,11 +297,10 @@ class TernaryFamily:
     def storage(self) -> dict[str, int | None]:
         """``{path: unit axis}``: each quantized leaf is stored as ternary codes with one magnitude per
         unit along that axis (None: one per tensor)."""
-        axis = self.states.config.axis
-        return {p: axis for p in self.states.config.selected}
+        return {p: self.config.axis for p in self.selected}
 
 
-class MultiBitFamily:
+class MultiBitFamily(_Family):
     """ALQ's multi-bit quantizers (`hqjax.alq`): each quantized leaf a sum of binary bases per group.
 
     Attributes:
@@ -305,11 +311,7 @@ class MultiBitFamily:
 
     def __init__(self, state: ALQState):
         self.state = state
-
-    @property
-    def selected(self) -> tuple[str, ...]:
-        """Paths of the quantized leaves."""
-        return tuple(self.state.config.selected)
+        self.config = state.config
 
     def weights(self, params: Any, mode: str = "forward") -> Any:
         """'forward': the exact reconstruction, gradients flowing to `params` unchanged; 'ternary' (the
@@ -330,7 +332,7 @@ class MultiBitFamily:
 
     def storage(self) -> tuple[tuple[str, tuple[int, ...], str, int, int], ...]:
         """The group layout of each quantized leaf: ``(path, shape, structure, subc, num_bases)``."""
-        return tuple(self.state.config.layouts)
+        return tuple(self.config.layouts)
 
 
 QuantizerFamily = TernaryFamily | MultiBitFamily
