@@ -125,6 +125,8 @@ _ABLATION_LENET5_ROWS = (
         label="HLA-TQ, regularizer 0.001"),
     Row("hla_tq_mf1", "hla_tq", (("method_kwargs.reg_strength", 0.0), ("method_kwargs.min_factor", 1.0)),
         label="HLA-TQ without regularizer, normalised STE (re-scaling floor 1)"),
+    Row("hla_tq_mf005", "hla_tq", (("method_kwargs.reg_strength", 0.0), ("method_kwargs.min_factor", 0.05)),
+        label="HLA-TQ without regularizer, re-scaling floor 0.05"),
     # the learning rate, the one free hyper-parameter every method shares: the same grid of three for
     # TWN, PTQ, HQ and HLA-TQ (the config's 0.05 in the rows above, 0.02 and 0.1 here, seed 0)
     *(Row(f"{base.name}_lr{str(lr).replace('.', '')}", base.method, (*base.overrides, ("learning_rate", lr)),
