@@ -33,18 +33,15 @@ Parameter names: LeNet-5 ``conv1, conv2, fc1, head``; VGG-small ``conv1..conv6``
 
 from __future__ import annotations
 
+from dataclasses import field
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from hqjax.models.layers import (
-    BN_EPSILON,
-    BN_MOMENTUM,
-    Activation,
-    Dtype,
     Initializer,
-    ModuleDef,
-    bind_layers,
+    QuantNet,
     check_nhwc,
     conv_padding,
     logits_f32,
@@ -58,30 +55,21 @@ def _max_pool_2x2(x: jax.Array) -> jax.Array:
     return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
 
 
-class LeNet5(nn.Module):
+class LeNet5(QuantNet):
     """ALQ's LeNet-5 for 28x28 MNIST (20-50-500-10, 431,080 parameters).
 
     Attributes:
         num_classes: classifier outputs.
-        dtype: computation dtype; logits are returned in float32.
-        param_dtype: parameter dtype.
-        conv, dense: layer factories (see `hqjax.models.layers`); ``norm`` is accepted for a
-            uniform interface and unused (the network has no BatchNorm).
-        act: activation (ReLU).
-        kernel_init: conv and fc kernel init; head_init: classifier kernel init.
+        dtype, param_dtype, conv, dense, norm, act, kernel_init, head_init, bn_momentum,
+            bn_epsilon: keyword-only, see `QuantNet`; ``kernel_init`` (convs and fc1) defaults
+            to `torch_linear_init`; ``norm`` and the BatchNorm options are accepted for a uniform
+            interface and unused (the network has no BatchNorm).
+        input_size: the ``(H, W)`` the classifier is sized for, keyword-only.
     """
 
     num_classes: int = 10
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    conv: ModuleDef = nn.Conv
-    dense: ModuleDef = nn.Dense
-    norm: ModuleDef = nn.BatchNorm
-    act: Activation = nn.relu
-    kernel_init: Initializer = torch_linear_init
-    head_init: Initializer = torch_linear_init
-
-    input_size: tuple[int, int] = (28, 28)
+    kernel_init: Initializer = field(default=torch_linear_init, kw_only=True)
+    input_size: tuple[int, int] = field(default=(28, 28), kw_only=True)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -95,18 +83,7 @@ class LeNet5(nn.Module):
             float32 logits of shape ``(batch, num_classes)``.
         """
         check_nhwc(x, "LeNet5", spatial=self.input_size)
-        conv, dense, _ = bind_layers(
-            self.conv,
-            self.dense,
-            self.norm,
-            train=train,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.kernel_init,
-            head_init=self.head_init,
-            bn_momentum=BN_MOMENTUM,
-            bn_epsilon=BN_EPSILON,
-        )
+        conv, dense, _ = self.layers(train)
         x = jnp.asarray(x, self.dtype)
         x = conv(20, (5, 5), padding="VALID", use_bias=True, name="conv1")(x)
         x = self.act(_max_pool_2x2(x))
@@ -117,34 +94,23 @@ class LeNet5(nn.Module):
         return logits_f32(dense(self.num_classes, name="head")(x))
 
 
-class VGGSmall(nn.Module):
+class VGGSmall(QuantNet):
     """ALQ's VGG-small for 32x32 CIFAR-10 (6 convs 128-128-256-256-512-512, FC 8192-1024-1024-10).
 
     Attributes:
         num_classes: classifier outputs.
         bias_before_bn: give the convs and FCs followed by a BatchNorm a bias, as the official
             code does (redundant with the BatchNorm shift; default off).
-        dtype: computation dtype; logits are returned in float32.
-        param_dtype: parameter dtype.
-        conv, dense, norm, act: layer factories (see `hqjax.models.layers`).
-        kernel_init: conv and fc kernel init; head_init: classifier kernel init.
-        bn_momentum, bn_epsilon: BatchNorm options.
+        dtype, param_dtype, conv, dense, norm, act, kernel_init, head_init, bn_momentum,
+            bn_epsilon: keyword-only, see `QuantNet`; ``kernel_init`` (convs, fc1 and fc2)
+            defaults to `torch_linear_init`.
+        input_size: as `LeNet5`.
     """
 
     num_classes: int = 10
     bias_before_bn: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    conv: ModuleDef = nn.Conv
-    dense: ModuleDef = nn.Dense
-    norm: ModuleDef = nn.BatchNorm
-    act: Activation = nn.relu
-    kernel_init: Initializer = torch_linear_init
-    head_init: Initializer = torch_linear_init
-    bn_momentum: float = BN_MOMENTUM
-    bn_epsilon: float = BN_EPSILON
-
-    input_size: tuple[int, int] = (32, 32)
+    kernel_init: Initializer = field(default=torch_linear_init, kw_only=True)
+    input_size: tuple[int, int] = field(default=(32, 32), kw_only=True)
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -159,18 +125,7 @@ class VGGSmall(nn.Module):
             float32 logits of shape ``(batch, num_classes)``.
         """
         check_nhwc(x, "VGGSmall", spatial=self.input_size)
-        conv, dense, norm = bind_layers(
-            self.conv,
-            self.dense,
-            self.norm,
-            train=train,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.kernel_init,
-            head_init=self.head_init,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-        )
+        conv, dense, norm = self.layers(train)
         bias = self.bias_before_bn
         x = jnp.asarray(x, self.dtype)
         for i, features in enumerate((128, 128, 256, 256, 512, 512), start=1):

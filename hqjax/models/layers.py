@@ -1,4 +1,5 @@
-"""Building blocks shared by the model zoo: factory types, initialisers, input checks.
+"""Building blocks shared by the model zoo: factory types, initialisers, input checks, the
+`QuantNet` base class.
 
 Every model takes its layers as injectable factories, in the style of the Flax ImageNet example:
 ``conv`` (default `flax.linen.Conv`), ``dense`` (default `flax.linen.Dense`), ``norm`` (default
@@ -8,7 +9,7 @@ architecture-independent options (computation ``dtype``, ``param_dtype``, initia
 with `functools.partial` and calls the factory with the layer-specific ones (features, kernel size,
 strides, padding, ``name``). A quantized layer can therefore replace ``conv`` or ``dense`` as long
 as it accepts the keyword arguments of `flax.linen.Conv` / `flax.linen.Dense`; parameter names are
-unchanged by the substitution.
+unchanged by the substitution. `QuantNet` declares these options once for every network.
 
 BatchNorm defaults match PyTorch's (``momentum=0.1`` there, ``0.9`` in Flax's convention;
 ``epsilon=1e-5``), except that Flax updates the running variance with the biased batch variance
@@ -147,6 +148,47 @@ def bind_layers(
         param_dtype=param_dtype,
     )
     return conv, dense, norm
+
+
+class QuantNet(nn.Module, kw_only=True):
+    """Base of the zoo's networks: the model-wide options, keyword-only, bound by `layers`.
+
+    A subclass declares its own fields (positional, as before) and changes a default here with a
+    keyword-only field, e.g. ``act: Activation = field(default=nn.relu6, kw_only=True)``.
+
+    Attributes:
+        dtype: computation dtype (e.g. ``jnp.bfloat16``); logits are returned in float32.
+        param_dtype: parameter dtype.
+        conv, dense, norm, act: layer factories and activation (see the module docstring).
+        kernel_init: conv kernel init; head_init: classifier kernel init.
+        bn_momentum, bn_epsilon: BatchNorm options (Flax convention: weight of the old value).
+    """
+
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    conv: ModuleDef = nn.Conv
+    dense: ModuleDef = nn.Dense
+    norm: ModuleDef = nn.BatchNorm
+    act: Activation = nn.relu
+    kernel_init: Initializer = he_normal_fan_out
+    head_init: Initializer = torch_linear_init
+    bn_momentum: float = BN_MOMENTUM
+    bn_epsilon: float = BN_EPSILON
+
+    def layers(self, train: bool) -> tuple[ModuleDef, ModuleDef, ModuleDef]:
+        """`bind_layers` with this model's options: ``(conv, dense, norm)``."""
+        return bind_layers(
+            self.conv,
+            self.dense,
+            self.norm,
+            train=train,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=self.kernel_init,
+            head_init=self.head_init,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+        )
 
 
 def logits_f32(x: jax.Array) -> jax.Array:

@@ -30,23 +30,20 @@ bias; conv kernels use He normal fan-out init and the classifier N(0, 0.01) with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import field
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from hqjax.models.layers import (
-    BN_EPSILON,
-    BN_MOMENTUM,
     Activation,
-    Dtype,
     Initializer,
     ModuleDef,
-    bind_layers,
+    QuantNet,
     check_nhwc,
     conv_padding,
     global_avg_pool,
-    he_normal_fan_out,
     logits_f32,
     make_divisible,
 )
@@ -109,7 +106,7 @@ class InvertedResidual(nn.Module):
         return y
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(QuantNet):
     """MobileNetV2 of Sandler et al. 2018 (3,504,872 parameters at width 1.0, 1000 classes).
 
     Attributes:
@@ -118,11 +115,9 @@ class MobileNetV2(nn.Module):
         dropout_rate: dropout before the classifier in train mode (0 disables it).
         settings: the inverted residual rows ``(t, c, n, s)``.
         last_channels: channels of the last 1x1 conv at width <= 1.
-        dtype: computation dtype; logits are returned in float32.
-        param_dtype: parameter dtype.
-        conv, dense, norm, act: layer factories (see `hqjax.models.layers`); ``act`` is ReLU6.
-        kernel_init: conv kernel init; head_init: classifier kernel init.
-        bn_momentum, bn_epsilon: BatchNorm options.
+        dtype, param_dtype, conv, dense, norm, act, kernel_init, head_init, bn_momentum,
+            bn_epsilon: keyword-only, see `QuantNet`; here ``act`` defaults to ReLU6 and
+            ``head_init`` to N(0, 0.01).
     """
 
     num_classes: int = 1000
@@ -130,16 +125,8 @@ class MobileNetV2(nn.Module):
     dropout_rate: float = 0.0
     settings: Sequence[tuple[int, int, int, int]] = MOBILENET_V2_SETTINGS
     last_channels: int = 1280
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    conv: ModuleDef = nn.Conv
-    dense: ModuleDef = nn.Dense
-    norm: ModuleDef = nn.BatchNorm
-    act: Activation = nn.relu6
-    kernel_init: Initializer = he_normal_fan_out
-    head_init: Initializer = nn.initializers.normal(0.01)
-    bn_momentum: float = BN_MOMENTUM
-    bn_epsilon: float = BN_EPSILON
+    act: Activation = field(default=nn.relu6, kw_only=True)
+    head_init: Initializer = field(default=nn.initializers.normal(0.01), kw_only=True)
 
     def __post_init__(self) -> None:
         if not self.width_multiplier > 0:
@@ -165,18 +152,7 @@ class MobileNetV2(nn.Module):
             float32 logits of shape ``(batch, num_classes)``.
         """
         check_nhwc(x, "MobileNetV2")
-        conv, dense, norm = bind_layers(
-            self.conv,
-            self.dense,
-            self.norm,
-            train=train,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.kernel_init,
-            head_init=self.head_init,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-        )
+        conv, dense, norm = self.layers(train)
         w = self.width_multiplier
         x = jnp.asarray(x, self.dtype)
         stem = make_divisible(32 * w, 8)

@@ -137,9 +137,11 @@ def get(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
         from hqjax.ops.activation import k_bit_relu
 
         kwargs["act"] = k_bit_relu(act_bits, act_clip)
+    # the model's own fields first, then the keyword-only `QuantNet` options (and `name`)
+    own_first = sorted(dataclasses.fields(s.cls), key=lambda f: f.kw_only is True or f.name == "name")
     accepted = [
         f.name
-        for f in dataclasses.fields(s.cls)
+        for f in own_first
         if f.init and f.name not in ("parent", "num_classes") and f.name not in s.fixed
     ]
     bad = [k for k in kwargs if k not in accepted]

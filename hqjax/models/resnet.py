@@ -36,20 +36,14 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from hqjax.models.layers import (
-    BN_EPSILON,
-    BN_MOMENTUM,
     Activation,
-    Dtype,
-    Initializer,
     ModuleDef,
-    bind_layers,
+    QuantNet,
     check_choice,
     check_nhwc,
     conv_padding,
     global_avg_pool,
-    he_normal_fan_out,
     logits_f32,
-    torch_linear_init,
 )
 
 __all__ = ["BasicBlock", "Bottleneck", "CifarResNet", "ResNet", "shortcut_a"]
@@ -157,7 +151,7 @@ class Bottleneck(nn.Module):
         return self.act(y + residual)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(QuantNet):
     """CIFAR ResNet-(6n+2) of He et al. 2016, section 4.2 (ResNet-20: 0.27 M parameters).
 
     Attributes:
@@ -167,11 +161,8 @@ class CifarResNet(nn.Module):
             (1x1 conv + BN projection where the shape changes).
         width: filters of the first stage (16); stages use width, 2 width, 4 width.
         zero_init_residual: zero-init the last BN scale of every block.
-        dtype: computation dtype (e.g. ``jnp.bfloat16``); logits are returned in float32.
-        param_dtype: parameter dtype.
-        conv, dense, norm, act: layer factories (see `hqjax.models.layers`).
-        kernel_init: conv kernel init; head_init: classifier kernel init.
-        bn_momentum, bn_epsilon: BatchNorm options (Flax convention: weight of the old value).
+        dtype, param_dtype, conv, dense, norm, act, kernel_init, head_init, bn_momentum,
+            bn_epsilon: keyword-only, see `QuantNet`.
     """
 
     depth: int = 20
@@ -179,16 +170,6 @@ class CifarResNet(nn.Module):
     shortcut: str = "A"
     width: int = 16
     zero_init_residual: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    conv: ModuleDef = nn.Conv
-    dense: ModuleDef = nn.Dense
-    norm: ModuleDef = nn.BatchNorm
-    act: Activation = nn.relu
-    kernel_init: Initializer = he_normal_fan_out
-    head_init: Initializer = torch_linear_init
-    bn_momentum: float = BN_MOMENTUM
-    bn_epsilon: float = BN_EPSILON
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or self.depth < 8 or (self.depth - 2) % 6:
@@ -212,18 +193,7 @@ class CifarResNet(nn.Module):
             float32 logits of shape ``(batch, num_classes)``.
         """
         check_nhwc(x, f"CIFAR ResNet-{self.depth}")
-        conv, dense, norm = bind_layers(
-            self.conv,
-            self.dense,
-            self.norm,
-            train=train,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.kernel_init,
-            head_init=self.head_init,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-        )
+        conv, dense, norm = self.layers(train)
         x = jnp.asarray(x, self.dtype)
         x = conv(self.width, (3, 3), padding=conv_padding(3), name="conv_init")(x)
         x = self.act(norm(name="bn_init")(x))
@@ -244,7 +214,7 @@ class CifarResNet(nn.Module):
         return logits_f32(dense(self.num_classes, name="head")(x))
 
 
-class ResNet(nn.Module):
+class ResNet(QuantNet):
     """ImageNet ResNet of He et al. 2016, table 1 (ResNet-18: 11,689,512 parameters).
 
     Attributes:
@@ -255,7 +225,7 @@ class ResNet(nn.Module):
         small_stem: 3x3 stride-1 stem conv without max-pool, for 32x32 inputs.
         zero_init_residual: zero-init the last BN scale of every block.
         dtype, param_dtype, conv, dense, norm, act, kernel_init, head_init, bn_momentum,
-            bn_epsilon: as `CifarResNet`.
+            bn_epsilon: keyword-only, see `QuantNet`.
     """
 
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
@@ -264,16 +234,6 @@ class ResNet(nn.Module):
     width: int = 64
     small_stem: bool = False
     zero_init_residual: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    conv: ModuleDef = nn.Conv
-    dense: ModuleDef = nn.Dense
-    norm: ModuleDef = nn.BatchNorm
-    act: Activation = nn.relu
-    kernel_init: Initializer = he_normal_fan_out
-    head_init: Initializer = torch_linear_init
-    bn_momentum: float = BN_MOMENTUM
-    bn_epsilon: float = BN_EPSILON
 
     def __post_init__(self) -> None:
         check_choice(self.block, BLOCKS, "ResNet", "block")
@@ -304,18 +264,7 @@ class ResNet(nn.Module):
             float32 logits of shape ``(batch, num_classes)``.
         """
         check_nhwc(x, f"ResNet-{self.depth}")
-        conv, dense, norm = bind_layers(
-            self.conv,
-            self.dense,
-            self.norm,
-            train=train,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.kernel_init,
-            head_init=self.head_init,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-        )
+        conv, dense, norm = self.layers(train)
         x = jnp.asarray(x, self.dtype)
         if self.small_stem:
             x = conv(self.width, (3, 3), padding=conv_padding(3), name="conv_init")(x)
