@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hqjax._checks import is_concrete
+from hqjax._checks import check_int, check_positive, is_concrete
 from hqjax.ops.prune import agp_schedule
 
 Schedule = Callable[[Any], jax.Array]
@@ -81,11 +81,11 @@ def ramp(value: Any, *, begin_step: int = 0, end_step: int, stop_step: int | Non
       >>> [float(r(t)) for t in range(6)]
       [0.0, 0.25, 0.5, 0.75, 0.0, 0.0]
     """
-    _check_steps(begin_step=begin_step, end_step=end_step)
+    begin_step = check_int(begin_step, "begin_step", hint=None)
+    end_step = check_int(end_step, "end_step", hint=None)
     if end_step <= begin_step:
         raise ValueError(f"`end_step`={end_step} must be greater than `begin_step`={begin_step}.")
-    if stop_step is not None:
-        _check_steps(stop_step=stop_step)
+    stop_step = check_int(stop_step, "stop_step", allow_none=True, hint=None)
 
     def schedule(step: Any) -> jax.Array:
         t = jnp.asarray(step, jnp.float32)
@@ -110,9 +110,10 @@ def geometric(initial: Any, final: Any, *, begin_step: int, end_step: int) -> Sc
       >>> round(float(g(0)), 3), round(float(g(15)), 3), round(float(g(99)), 3)
       (2.0, 10.0, 50.0)
     """
-    _check_steps(begin_step=begin_step, end_step=end_step)
-    _check_range(initial, "initial", 0.0, np.inf, low_inclusive=False)
-    _check_range(final, "final", 0.0, np.inf, low_inclusive=False)
+    begin_step = check_int(begin_step, "begin_step", hint=None)
+    end_step = check_int(end_step, "end_step", hint=None)
+    check_positive(initial, "initial", scalar=True)
+    check_positive(final, "final", scalar=True)
     span = max(end_step - begin_step, 1)
 
     def schedule(step: Any) -> jax.Array:
@@ -170,31 +171,3 @@ def check_schedule(
                 f"schedule `{name}` returned {v} at step {step}, outside its domain {lb}{low}, {high}{rb}. "
                 "Fix the schedule (or the number) so every step gives a value in that range."
             )
-
-
-def _check_range(
-    value: Any,
-    name: str,
-    low: float,
-    high: float,
-    *,
-    low_inclusive: bool = True,
-    high_inclusive: bool = True,
-) -> None:
-    """Raise `ValueError` unless a concrete scalar `value` lies in the given interval."""
-    if not is_concrete(value):
-        return
-    arr = np.asarray(value, np.float64)
-    v = float(arr.reshape(-1)[0]) if arr.size == 1 else np.nan
-    lo_ok = v >= low if low_inclusive else v > low
-    hi_ok = v <= high if high_inclusive else v < high
-    if not (np.isfinite(v) and lo_ok and hi_ok):
-        lb = "[" if low_inclusive else "("
-        rb = "]" if high_inclusive else ")"
-        raise ValueError(f"`{name}` must be a finite scalar in {lb}{low}, {high}{rb}, got {value!r}.")
-
-
-def _check_steps(**steps: Any) -> None:
-    for name, v in steps.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"`{name}` must be a non-negative Python int, got {v!r}.")

@@ -2,15 +2,16 @@
 
 - `get_dataset(name, split, data_dir=...)`: a random-access source of ``{'image': uint8 HWC,
   'label': int}`` records; `info(name)`: the dataset's metadata (`DatasetInfo`); `DATASETS`: the names.
-- `make_loader(source, batch_size=..., train=..., seed=...)`: a sharded, shuffled, augmented
-  `grain.IterDataset` of NumPy batches ``{'image': float32 NHWC, 'label': int32}`` (+ ``mask`` for
-  evaluation) whose iterators checkpoint with ``get_state()``/``set_state()``.
+- `train_loader(source, batch_size=..., seed=...)`: a sharded, shuffled, augmented `grain.IterDataset`
+  of NumPy batches ``{'image': float32 NHWC, 'label': int32}`` whose iterators checkpoint with
+  ``get_state()``/``set_state()``; `eval_loader(source, batch_size=...)`: one ordered pass over the
+  split, padded batches with a ``mask``; `make_loader(..., train=...)`: either of the two.
 - `hqjax.data.augment`: the NumPy augmentations (pad-crop, flip, random-resized crop, resize).
 - `hqjax.data.idx`: the IDX (MNIST) file reader.
 
 Examples:
   >>> import hqjax.data as hd
-  >>> loader = hd.make_loader(hd.get_dataset("digits", "test"), batch_size=128, train=False)
+  >>> loader = hd.eval_loader(hd.get_dataset("digits", "test"), batch_size=128)
   >>> [int(b["mask"].sum()) for b in loader]
   [128, 128, 104]
 """
@@ -21,9 +22,11 @@ from hqjax.data.pipeline import (
     Collate,
     EvalTransform,
     TrainTransform,
+    eval_loader,
     local_batch_size,
     make_loader,
     num_batches,
+    train_loader,
 )
 from hqjax.data.registry import AUGMENTS, DATASETS, DatasetInfo, info
 from hqjax.data.sources import (
@@ -46,6 +49,7 @@ __all__ = [
     "TfdsSource",
     "TrainTransform",
     "augment",
+    "eval_loader",
     "get_dataset",
     "idx",
     "info",
@@ -56,4 +60,5 @@ __all__ = [
     "num_batches",
     "read_idx",
     "split_validation",
+    "train_loader",
 ]

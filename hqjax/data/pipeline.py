@@ -1,6 +1,7 @@
 """grain input pipelines: sharded, shuffled, augmented, batched NumPy batches with checkpointable state.
 
-`make_loader` turns a source (`get_dataset`) into a `grain.IterDataset`. ``iter(loader)`` gives a
+`train_loader` and `eval_loader` turn a source (`get_dataset`) into a `grain.IterDataset`
+(`make_loader` picks one of them with its ``train`` flag). ``iter(loader)`` gives a
 `grain.DatasetIterator`; its ``get_state()`` is a small JSON-serialisable dict and ``set_state(state)``
 on an iterator of an identically built loader resumes exactly where the first one stopped (mid-epoch
 included). With orbax, save it with ``grain.checkpoint.CheckpointSave(iterator)`` (one file per
@@ -26,6 +27,7 @@ number of batches on every host -> deterministic preprocessing -> batch -> norma
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,11 +35,21 @@ import grain
 import jax
 import numpy as np
 
+from hqjax._checks import check_choice, check_int
 from hqjax.data import augment as aug
 from hqjax.data.registry import AUGMENTS, DatasetInfo, info
 from hqjax.data.sources import ArraySource
 
-__all__ = ["Collate", "EvalTransform", "TrainTransform", "local_batch_size", "make_loader", "num_batches"]
+__all__ = [
+    "Collate",
+    "EvalTransform",
+    "TrainTransform",
+    "eval_loader",
+    "local_batch_size",
+    "make_loader",
+    "num_batches",
+    "train_loader",
+]
 
 HOST_SHARDINGS = ("contiguous", "interleaved")
 _RESIZE_RATIO = 256 / 224  # ImageNet evaluation: resize the shorter side to 256 for a 224 crop
@@ -171,6 +183,10 @@ class _HostSlices(grain.MapDataset):
         return f"HostSlices(index={self._index}, count={self._count}, batch_size={self._batch})"
 
 
+# The loaders name their arguments bare in messages ("batch_size must be >= 1"), like the config fields.
+_int_arg = functools.partial(check_int, quote=False, hint=None)
+
+
 def _check_flags_parsed() -> None:
     """grain 0.2.18 worker processes read an absl flag, which fails before flags are parsed."""
     from absl import flags
@@ -181,16 +197,6 @@ def _check_flags_parsed() -> None:
             "google/grain#1355): run your program with absl.app.run(main) (train.py does), or call "
             "absl.flags.FLAGS.mark_as_parsed() before iterating; or use worker_count=0."
         )
-
-
-def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    """Return `value` as int if ``low <= value (< high)``, else raise a ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int, got {value!r}.")
-    if value < low or (high is not None and value >= high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high})"
-        raise ValueError(f"{name} must be {bound}, got {value}.")
-    return int(value)
 
 
 def local_batch_size(
@@ -216,7 +222,7 @@ def local_batch_size(
     """
     process_count = jax.process_count() if process_count is None else process_count
     local_device_count = jax.local_device_count() if local_device_count is None else local_device_count
-    _check_int(global_batch_size, "batch_size", 1)
+    _int_arg(global_batch_size, "batch_size", minimum=1)
     if global_batch_size % (process_count * local_device_count):
         raise ValueError(
             f"batch_size={global_batch_size} must be divisible by the number of devices "
@@ -232,7 +238,7 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def num_batches(num_examples: int, batch_size: int, *, train: bool, shard_count: int = 1) -> int:
-    """Batches per epoch on each host, as `make_loader` produces them.
+    """Batches per epoch on each host, as `train_loader` and `eval_loader` produce them.
 
     Args:
       num_examples: ``len(source)``.
@@ -262,7 +268,7 @@ def _resolve_info(source: Sequence, dataset: str | DatasetInfo | None) -> Datase
     meta = getattr(source, "info", None)
     if not isinstance(meta, DatasetInfo):
         raise ValueError(
-            "make_loader needs the dataset's metadata (mean/std, image size): pass dataset='cifar10' "
+            "The loader needs the dataset's metadata (mean/std, image size): pass dataset='cifar10' "
             "(a registry name) or a DatasetInfo, or a source made by hqjax.data.get_dataset."
         )
     return meta
@@ -274,146 +280,259 @@ def _resolve_augment(augment: bool | str | None, meta: DatasetInfo) -> str:
         return meta.default_augment
     if augment is False:
         return "none"
-    if augment not in AUGMENTS:
-        raise ValueError(f"Unknown augment={augment!r}; valid values are {', '.join(map(repr, AUGMENTS))}.")
-    return augment
+    return check_choice(augment, AUGMENTS, "augment")
 
 
-def make_loader(
-    source: Sequence,
-    *,
-    batch_size: int,
-    train: bool,
-    seed: int = 0,
-    shard_index: int | None = None,
-    shard_count: int | None = None,
-    num_epochs: int | None = None,
-    worker_count: int = 0,
-    augment: bool | str | None = None,
-    dataset: str | DatasetInfo | None = None,
-    normalize: bool = True,
-    local_device_count: int | None = None,
-    read_threads: int | None = None,
-    worker_buffer_size: int = 2,
+def _check_train_args(seed: Any, num_epochs: Any, host_sharding: Any) -> tuple[int, int | None]:
+    """The checked `seed` and `num_epochs` of a training pipeline (and a known `host_sharding`)."""
+    seed = _int_arg(seed, "seed", below=2**32)
+    num_epochs = _int_arg(num_epochs, "num_epochs", minimum=1, allow_none=True)
+    check_choice(host_sharding, HOST_SHARDINGS, "host_sharding")
+    return seed, num_epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """The checked arguments both pipelines share."""
+
+    source: Sequence
+    meta: DatasetInfo
+    batch_size: int
+    shard_index: int
+    shard_count: int
+    worker_count: int
+    worker_buffer_size: int
+    read_options: grain.ReadOptions
+    collate: Collate
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.meta.image_shape[0], self.meta.image_shape[1])
+
+
+def _setup(
+    source: Sequence, meta: DatasetInfo, *, batch_size: Any, shard_index: Any, shard_count: Any,
+    worker_count: Any, worker_buffer_size: int, normalize: bool, local_device_count: Any, read_threads: Any,
+) -> _Setup:
+    """Check the shared arguments; shards default to this jax process (`grain.ShardByJaxProcess`)."""
+    shard_count = jax.process_count() if shard_count is None else shard_count
+    shard_index = jax.process_index() if shard_index is None else shard_index
+    shard_count = _int_arg(shard_count, "shard_count", minimum=1)
+    shard_index = _int_arg(shard_index, "shard_index", below=shard_count)
+    batch_size = _int_arg(batch_size, "batch_size", minimum=1)
+    worker_count = _int_arg(worker_count, "worker_count")
+    if local_device_count is not None:
+        devices = _int_arg(local_device_count, "local_device_count", minimum=1)
+        if batch_size % devices:
+            raise ValueError(
+                f"batch_size={batch_size} (per host) must be divisible by local_device_count={devices} to "
+                f"split over this host's devices; use a multiple of {devices}."
+            )
+    if len(source) == 0:
+        raise ValueError(f"The source {source!r} is empty.")
+    if read_threads is None:
+        read_threads = 0 if isinstance(source, ArraySource) else 16
+    read_options = grain.ReadOptions(num_threads=_int_arg(read_threads, "read_threads"))
+    collate = Collate(meta.mean, meta.std, meta.pixel_max, normalize)
+    return _Setup(source, meta, batch_size, shard_index, shard_count, worker_count, worker_buffer_size,
+                  read_options, collate)
+
+
+def _shard_seed(seed: int, shard_index: int, shard_count: int) -> int:
+    """The shuffle and augmentation seed of one shard of a contiguous split."""
+    return int(np.random.SeedSequence([seed, shard_index, shard_count]).generate_state(1)[0])
+
+
+def _contiguous_train(
+    setup: _Setup, transform: TrainTransform, seed: int, num_epochs: int | None
+) -> grain.MapDataset:
+    """This host's contiguous shard, reshuffled (and re-augmented) every epoch."""
+    n, batch, count, index = len(setup.source), setup.batch_size, setup.shard_count, setup.shard_index
+    per_shard = n // count
+    if batch > per_shard:
+        raise ValueError(
+            f"batch_size={batch} (per host) exceeds the {per_shard} training examples of each of "
+            f"the {count} shards ({n} in all); use a smaller batch."
+        )
+    start = index * per_shard  # equal contiguous shards; the remainder n % shard_count is unused
+    # Each shard gets its own seed, so hosts do not draw identical augmentations at the same position.
+    ds = grain.MapDataset.source(setup.source)[start : start + per_shard]
+    ds = ds.seed(_shard_seed(seed, index, count))
+    return ds.shuffle().repeat(num_epochs).random_map(transform)
+
+
+def _interleaved_train(
+    setup: _Setup, transform: TrainTransform, seed: int, num_epochs: int | None
+) -> grain.MapDataset:
+    """One shuffle of the whole source; this host's slice of every global batch."""
+    n, batch, count = len(setup.source), setup.batch_size, setup.shard_count
+    if batch * count > n:
+        raise ValueError(
+            f"The global batch of {batch * count} ({count} hosts x {batch}) "
+            f"exceeds the {n} training examples; use a smaller batch."
+        )
+    # The seed of a single host's shard, so one host reads exactly what the contiguous mode reads.
+    ds = grain.MapDataset.source(setup.source).seed(_shard_seed(seed, 0, 1))
+    ds = ds.shuffle().repeat(num_epochs).random_map(transform)
+    return _HostSlices(ds, setup.shard_index, count, batch)
+
+
+def _eval_records(setup: _Setup) -> grain.MapDataset:
+    """This host's contiguous shard (sizes differ by at most one), padded to the same number of batches
+    on every host, preprocessed deterministically."""
+    n, count, index = len(setup.source), setup.shard_count, setup.shard_index
+    base, extra = divmod(n, count)
+    start = index * base + min(index, extra)
+    stop = start + base + (1 if index < extra else 0)
+    steps = num_batches(n, setup.batch_size, train=False, shard_count=count)
+    padded = _PaddedShard(setup.source, start, stop, steps * setup.batch_size)
+    return grain.MapDataset.source(padded).map(EvalTransform(setup.image_size, setup.meta.variable_size))
+
+
+def _batched(records: grain.MapDataset, setup: _Setup) -> grain.IterDataset:
+    """Batch and normalise the records, in grain worker processes when asked to."""
+    it = records.to_iter_dataset(setup.read_options)
+    it = it.batch(setup.batch_size, drop_remainder=True, batch_fn=setup.collate)
+    if setup.worker_count > 0:
+        _check_flags_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=setup.worker_count, per_worker_buffer_size=setup.worker_buffer_size
+        ))
+    return it
+
+
+def train_loader(
+    source: Sequence, *, batch_size: int, seed: int = 0, shard_index: int | None = None,
+    shard_count: int | None = None, num_epochs: int | None = None, worker_count: int = 0,
+    augment: bool | str | None = None, dataset: str | DatasetInfo | None = None, normalize: bool = True,
+    local_device_count: int | None = None, read_threads: int | None = None, worker_buffer_size: int = 2,
     host_sharding: str = "contiguous",
 ) -> grain.IterDataset:
-    """A grain pipeline of NumPy batches for one host.
+    """A training pipeline of NumPy batches for one host: shuffled every epoch, augmented, full batches.
 
     Args:
       source: a random-access source of ``{'image', 'label'}`` records (`get_dataset`).
-      batch_size: examples per batch *on this host* (global batch / number of hosts, see
-        `local_batch_size`).
-      train: training pipeline (this host's shard, shuffled every epoch, augmented, full batches only)
-        or evaluation (one pass, every example of the split exactly once across hosts, padded last
-        batch with a ``mask``).
+      batch_size: examples per batch *on this host* (the global batch / hosts, see `local_batch_size`).
       seed: seed of the shuffle and of the augmentation, in [0, 2**32). Same seed, same batches.
       shard_index: this host's shard (default ``jax.process_index()``, like `grain.ShardByJaxProcess`).
       shard_count: number of shards (default ``jax.process_count()``).
-      num_epochs: training epochs to produce (None: forever). Evaluation always makes one pass.
-      worker_count: grain worker processes (0: in this process). Batches depend on it (each worker
-        batches its own slice), and so do checkpointed states: restore with the same value. Workers
-        are spawned: the calling script needs an ``if __name__ == "__main__":`` guard and parsed absl
-        flags (``absl.app.run``).
-      augment: training augmentation, one of `AUGMENTS`; None or True: the dataset's default
-        (``crop_flip`` for CIFAR, ``inception`` for ImageNet, ``none`` otherwise); False: ``none``.
+      num_epochs: epochs to produce (None: forever). Batches run across epoch boundaries.
+      worker_count: grain worker processes (0: in this process). Batches and checkpointed states depend
+        on it (each worker batches its own slice): restore with the same value. Workers are spawned:
+        the script needs an ``if __name__ == "__main__":`` guard and parsed absl flags (``absl.app.run``).
+      augment: one of `AUGMENTS`; None or True: the dataset's default (``crop_flip`` for CIFAR,
+        ``inception`` for ImageNet, ``none`` otherwise); False: ``none``.
       dataset: registry name or `DatasetInfo` for mean/std and image size (default: ``source.info``).
       normalize: standardise with the dataset's mean/std (else only scale pixels to [0, 1]).
       local_device_count: if given, `batch_size` must be divisible by it (the batch is split over
         this host's devices).
       read_threads: threads reading records (default 0 for in-memory sources, 16 for tfds).
       worker_buffer_size: batches buffered per worker process.
-      host_sharding: how training records are split over hosts: ``'contiguous'`` (each host shuffles
-        its own contiguous block of the source) or ``'interleaved'`` (one shuffle of the whole source,
-        independent of `shard_count`; each host reads its `batch_size` slice of every global batch).
-        Evaluation always covers every example once and ignores it.
+      host_sharding: ``'contiguous'`` (each host shuffles its own contiguous block of the source) or
+        ``'interleaved'`` (one shuffle of the whole source, independent of `shard_count`; each host
+        reads its `batch_size` slice of every global batch).
 
     Returns:
       A `grain.IterDataset`. Each ``iter()`` yields dicts ``{'image': float32 (B, H, W, C),
-      'label': int32 (B,)}``; evaluation batches also carry ``'mask': bool (B,)``, False on padding
-      (padding repeats a real record). The iterator's ``get_state()``/``set_state()`` checkpoint it.
+      'label': int32 (B,)}``; the iterator's ``get_state()``/``set_state()`` checkpoint it.
 
     Raises:
-      ValueError: bad batch size (<= 0, larger than a shard for training, not divisible by
-        `local_device_count`), bad shard index/count or seed, or unknown augmentation.
+      ValueError: bad batch size (<= 0, larger than a shard, or for ``'interleaved'`` a global batch
+        larger than the source, not divisible by `local_device_count`), bad shard index/count, seed or
+        `num_epochs`, unknown augmentation or `host_sharding`, an empty source or no dataset metadata.
+      RuntimeError: ``worker_count > 0`` before absl flags are parsed.
 
     Examples:
       >>> from hqjax.data import get_dataset
-      >>> loader = make_loader(get_dataset("digits", "train"), batch_size=32, train=True, seed=0)
-      >>> batch = next(iter(loader))
+      >>> batch = next(iter(train_loader(get_dataset("digits", "train"), batch_size=32, seed=0)))
       >>> batch["image"].shape, batch["image"].dtype, batch["label"].shape, batch["label"].dtype
       ((32, 8, 8, 1), dtype('float32'), (32,), dtype('int32'))
     """
     meta = _resolve_info(source, dataset)
-    augment_name = _resolve_augment(augment, meta) if train else "none"
-    shard_count = jax.process_count() if shard_count is None else shard_count
-    shard_index = jax.process_index() if shard_index is None else shard_index
-    shard_count = _check_int(shard_count, "shard_count", 1)
-    shard_index = _check_int(shard_index, "shard_index", 0, shard_count)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    seed = _check_int(seed, "seed", 0, 2**32)
-    worker_count = _check_int(worker_count, "worker_count", 0)
-    if num_epochs is not None:
-        num_epochs = _check_int(num_epochs, "num_epochs", 1)
-    if local_device_count is not None:
-        devices = _check_int(local_device_count, "local_device_count", 1)
-        if batch_size % devices:
-            raise ValueError(
-                f"batch_size={batch_size} (per host) must be divisible by local_device_count={devices} to "
-                f"split over this host's devices; use a multiple of {devices}."
-            )
-    n = len(source)
-    if n == 0:
-        raise ValueError(f"The source {source!r} is empty.")
-    if read_threads is None:
-        read_threads = 0 if isinstance(source, ArraySource) else 16
-    read_options = grain.ReadOptions(num_threads=_check_int(read_threads, "read_threads", 0))
-    image_size = (meta.image_shape[0], meta.image_shape[1])
-    collate = Collate(meta.mean, meta.std, meta.pixel_max, normalize)
+    augment_name = _resolve_augment(augment, meta)
+    seed, num_epochs = _check_train_args(seed, num_epochs, host_sharding)
+    setup = _setup(
+        source, meta, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count,
+        worker_count=worker_count, worker_buffer_size=worker_buffer_size, normalize=normalize,
+        local_device_count=local_device_count, read_threads=read_threads,
+    )
+    transform = TrainTransform(augment_name, setup.image_size, meta.variable_size)
+    records = _interleaved_train if host_sharding == "interleaved" else _contiguous_train
+    return _batched(records(setup, transform, seed, num_epochs), setup)
 
-    if host_sharding not in HOST_SHARDINGS:
-        raise ValueError(
-            f"Unknown host_sharding={host_sharding!r}; valid values are "
-            f"{', '.join(map(repr, HOST_SHARDINGS))}."
-        )
-    if train and host_sharding == "interleaved":
-        if batch_size * shard_count > n:
-            raise ValueError(
-                f"The global batch of {batch_size * shard_count} ({shard_count} hosts x {batch_size}) "
-                f"exceeds the {n} training examples; use a smaller batch."
-            )
-        # The seed of a single host's shard, so one host reads exactly what the contiguous mode reads.
-        ds = grain.MapDataset.source(source).seed(
-            int(np.random.SeedSequence([seed, 0, 1]).generate_state(1)[0])
-        )
-        ds = ds.shuffle().repeat(num_epochs)
-        ds = ds.random_map(TrainTransform(augment_name, image_size, meta.variable_size))
-        ds = _HostSlices(ds, shard_index, shard_count, batch_size)
-        it = ds.to_iter_dataset(read_options).batch(batch_size, drop_remainder=True, batch_fn=collate)
-    elif train:
-        per_shard = n // shard_count
-        if batch_size > per_shard:
-            raise ValueError(
-                f"batch_size={batch_size} (per host) exceeds the {per_shard} training examples of each of "
-                f"the {shard_count} shards ({n} in all); use a smaller batch."
-            )
-        start = shard_index * per_shard  # equal contiguous shards; the remainder n % shard_count is unused
-        # Each shard gets its own seed, so hosts do not draw identical augmentations at the same position.
-        shard_seed = int(np.random.SeedSequence([seed, shard_index, shard_count]).generate_state(1)[0])
-        ds = grain.MapDataset.source(source)[start : start + per_shard].seed(shard_seed)
-        ds = ds.shuffle().repeat(num_epochs)  # reshuffled (and re-augmented) every epoch
-        ds = ds.random_map(TrainTransform(augment_name, image_size, meta.variable_size))
-        it = ds.to_iter_dataset(read_options).batch(batch_size, drop_remainder=True, batch_fn=collate)
-    else:
-        base, extra = divmod(n, shard_count)
-        start = shard_index * base + min(shard_index, extra)
-        stop = start + base + (1 if shard_index < extra else 0)
-        steps = num_batches(n, batch_size, train=False, shard_count=shard_count)
-        padded = _PaddedShard(source, start, stop, steps * batch_size)
-        ds = grain.MapDataset.source(padded).map(EvalTransform(image_size, meta.variable_size))
-        it = ds.to_iter_dataset(read_options).batch(batch_size, drop_remainder=True, batch_fn=collate)
-    if worker_count > 0:
-        _check_flags_parsed()
-        it = it.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=worker_count, per_worker_buffer_size=worker_buffer_size)
-        )
-    return it
+
+def eval_loader(
+    source: Sequence, *, batch_size: int, shard_index: int | None = None, shard_count: int | None = None,
+    dataset: str | DatasetInfo | None = None, normalize: bool = True, local_device_count: int | None = None,
+    read_threads: int | None = None, worker_count: int = 0, worker_buffer_size: int = 2,
+) -> grain.IterDataset:
+    """An evaluation pipeline of NumPy batches for one host: one pass in order, every example of the
+    split exactly once across hosts, the last batch padded and masked.
+
+    Args:
+      source: a random-access source of ``{'image', 'label'}`` records (`get_dataset`).
+      batch_size: examples per batch *on this host* (the global batch / hosts, see `local_batch_size`).
+      shard_index: this host's shard (default ``jax.process_index()``); shards are contiguous and
+        differ in size by at most one.
+      shard_count: number of shards (default ``jax.process_count()``). Every host gets the same
+        number of batches, `num_batches` with ``train=False``.
+      dataset: registry name or `DatasetInfo` for mean/std and image size (default: ``source.info``).
+      normalize: standardise with the dataset's mean/std (else only scale pixels to [0, 1]).
+      local_device_count: if given, `batch_size` must be divisible by it (the batch is split over
+        this host's devices).
+      read_threads: threads reading records (default 0 for in-memory sources, 16 for tfds).
+      worker_count: grain worker processes (0: in this process); see `train_loader`.
+      worker_buffer_size: batches buffered per worker process.
+
+    Returns:
+      A `grain.IterDataset`. Each ``iter()`` yields dicts ``{'image': float32 (B, H, W, C),
+      'label': int32 (B,), 'mask': bool (B,)}``; the mask is False on padding (padding repeats a real
+      record). Images get the deterministic preprocessing only (ImageNet: resize 256, centre crop 224).
+
+    Raises:
+      ValueError: bad batch size (<= 0, not divisible by `local_device_count`), bad shard index or
+        count, an empty source or no dataset metadata.
+      RuntimeError: ``worker_count > 0`` before absl flags are parsed.
+
+    Examples:
+      >>> from hqjax.data import get_dataset
+      >>> loader = eval_loader(get_dataset("digits", "test"), batch_size=128, shard_index=0, shard_count=1)
+      >>> [int(b["mask"].sum()) for b in loader]
+      [128, 128, 104]
+    """
+    setup = _setup(
+        source, _resolve_info(source, dataset), batch_size=batch_size, shard_index=shard_index,
+        shard_count=shard_count, worker_count=worker_count, worker_buffer_size=worker_buffer_size,
+        normalize=normalize, local_device_count=local_device_count, read_threads=read_threads,
+    )
+    return _batched(_eval_records(setup), setup)
+
+
+def make_loader(
+    source: Sequence, *, batch_size: int, train: bool, seed: int = 0, shard_index: int | None = None,
+    shard_count: int | None = None, num_epochs: int | None = None, worker_count: int = 0,
+    augment: bool | str | None = None, dataset: str | DatasetInfo | None = None, normalize: bool = True,
+    local_device_count: int | None = None, read_threads: int | None = None, worker_buffer_size: int = 2,
+    host_sharding: str = "contiguous",
+) -> grain.IterDataset:
+    """`train_loader` (``train=True``) or `eval_loader` (``train=False``), with the same batches.
+
+    Takes the arguments of both. For evaluation, `seed`, `num_epochs` and `host_sharding` are still
+    checked but unused and `augment` is ignored.
+
+    Examples:
+      >>> from hqjax.data import get_dataset
+      >>> loader = make_loader(get_dataset("digits", "train"), batch_size=32, train=True, seed=0)
+      >>> next(iter(loader))["image"].shape
+      (32, 8, 8, 1)
+    """
+    shared = dict(
+        batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, dataset=dataset,
+        normalize=normalize, local_device_count=local_device_count, read_threads=read_threads,
+        worker_count=worker_count, worker_buffer_size=worker_buffer_size,
+    )
+    if train:
+        return train_loader(source, seed=seed, num_epochs=num_epochs, augment=augment,
+                            host_sharding=host_sharding, **shared)
+    _check_train_args(seed, num_epochs, host_sharding)
+    return eval_loader(source, **shared)

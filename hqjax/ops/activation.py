@@ -12,14 +12,16 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from hqjax._checks import check_int, check_positive
+
 __all__ = ["k_bit_relu", "quantize_activation"]
 
 
-def _check(bits: int, clip: float) -> None:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ValueError(f"`bits` must be an int in [1, 16], got {bits!r}.")
-    if not float(clip) > 0.0:
-        raise ValueError(f"`clip` must be > 0, got {clip!r}.")
+def _check(bits: int, clip: float) -> int:
+    """`bits` as an int in [1, 16]; `clip` must be finite and > 0."""
+    bits = check_int(bits, "bits", minimum=1, maximum=16, hint=None)
+    check_positive(clip, "clip")
+    return bits
 
 
 @jax.custom_vjp
@@ -52,7 +54,7 @@ def quantize_activation(x: jax.Array, bits: int, clip: float = 1.0) -> jax.Array
       >>> quantize_activation(jnp.array([-1.0, 0.2, 0.5, 2.0]), bits=2).tolist()
       [0.0, 0.3333333432674408, 0.6666666865348816, 1.0]
     """
-    _check(bits, clip)
+    bits = _check(bits, clip)
     dt = jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)
     return _quantize(jnp.asarray(x), jnp.asarray(clip, dt), jnp.asarray(2**bits - 1, dt))
 
@@ -65,5 +67,5 @@ def k_bit_relu(bits: int, clip: float = 1.0) -> Callable[[jax.Array], jax.Array]
       >>> k_bit_relu(1)(jnp.array([-0.3, 0.4, 0.7])).tolist()
       [0.0, 0.0, 1.0]
     """
-    _check(bits, clip)
+    bits = _check(bits, clip)
     return lambda x: quantize_activation(x, bits, clip)

@@ -21,23 +21,18 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from hqjax._checks import check_choice, check_positive, compute_dtype
+from hqjax._checks import check_choice, check_int, check_positive
+from hqjax.ops._dtypes import compute_dtype
 
 ALQ_STRUCTURES = ("channelwise", "kernelwise", "pixelwise", "subchannelwise")
 
 _HIGHEST = jax.lax.Precision.HIGHEST
+_STATIC = "It is static under jax.jit (it fixes array shapes): pass a Python int."
 
 
 # ----------------------------------------------------------------------------------------------------
 # Groups (section 1.1)
-
-
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be a Python int >= {minimum} (static under jit), got {value!r}.")
-    return int(value)
 
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
@@ -80,7 +75,7 @@ def group_shape(shape: Sequence[int], structure: str, subc: int = 1) -> tuple[in
     """
     dims = _check_shape(shape)
     check_choice(structure, ALQ_STRUCTURES, "structure")
-    subc = _check_int(subc, "subc")
+    subc = check_int(subc, "subc", minimum=1, hint=_STATIC)
     if subc != 1 and structure != "subchannelwise":
         raise ValueError(f"`subc`={subc} only applies to structure='subchannelwise', got {structure!r}.")
     spatial = math.prod(dims[:-2])
@@ -326,7 +321,7 @@ def sketch(
       >>> [round(x, 4) for x in reconstruct(b, a, m)[0].tolist()]
       [1.5, -1.5, 3.5, -3.5]
     """
-    num_bases = _check_int(num_bases, "num_bases")
+    num_bases = check_int(num_bases, "num_bases", minimum=1, hint=_STATIC)
     check_positive(rel_tol, "rel_tol", allow_zero=True)
     check_positive(ridge, "ridge")
     w = jnp.asarray(groups)
@@ -585,5 +580,5 @@ def alq_storage_bits(numel: Any, avg_bits: Any, live_alphas: Any, alpha_bits: in
     """
     for value, name in ((numel, "numel"), (avg_bits, "avg_bits"), (live_alphas, "live_alphas")):
         check_positive(value, name, allow_zero=True)
-    _check_int(alpha_bits, "alpha_bits", minimum=0)
+    check_int(alpha_bits, "alpha_bits", hint=None)
     return numel * avg_bits + live_alphas * alpha_bits

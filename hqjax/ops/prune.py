@@ -15,7 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from hqjax._checks import check_fraction, compute_dtype, is_concrete, normalize_axis
+from hqjax._checks import check_fraction, check_int, is_concrete, normalize_axis
+from hqjax.ops._dtypes import compute_dtype
 
 Schedule = Callable[[Any], jax.Array]
 
@@ -156,13 +157,11 @@ def agp_schedule(
             f"`initial_sparsity`={initial_sparsity} exceeds `final_sparsity`={final_sparsity}; "
             "AGP only increases sparsity."
         )
-    for name, v in (("begin_step", begin_step), ("end_step", end_step)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"`{name}` must be a non-negative int, got {v!r}.")
+    begin_step = check_int(begin_step, "begin_step", hint=None)
+    end_step = check_int(end_step, "end_step", hint=None)
     if end_step <= begin_step:
         raise ValueError(f"`end_step`={end_step} must be greater than `begin_step`={begin_step}.")
-    if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-        raise ValueError(f"`update_every` must be an int >= 1, got {update_every!r}.")
+    update_every = check_int(update_every, "update_every", minimum=1, hint=None)
 
     def schedule(step: Any) -> jax.Array:
         return agp_sparsity(

@@ -12,7 +12,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from hqjax._checks import check_choice, check_fraction, compute_dtype, output_dtype, reduce_axes
+from hqjax._checks import check_choice, check_fraction, reduce_axes
+from hqjax.ops._dtypes import compute_dtype, output_dtype
 from hqjax.ops.ternary import ternary_parts
 
 RESCALE_NORMALIZATIONS = ("peak", "mean")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hqjax._checks import check_positive, compute_dtype, output_dtype, reduce_axes
+from hqjax._checks import check_positive, reduce_axes
+from hqjax.ops._dtypes import compute_dtype, output_dtype
 
 
 def unit_norm(w: jax.Array, axis: int | None = -1) -> jax.Array:

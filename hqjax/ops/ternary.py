@@ -14,15 +14,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from hqjax._checks import (
-    check_choice,
-    check_fraction,
-    check_positive,
-    compute_dtype,
-    normalize_axis,
-    output_dtype,
-    reduce_axes,
-)
+from hqjax._checks import check_choice, check_fraction, check_int, check_positive, normalize_axis, reduce_axes
+from hqjax.ops._dtypes import compute_dtype, output_dtype
 from hqjax.ops.prune import num_pruned
 
 THRESHOLD_RULES = ("twn", "ttq", "quantile", "exact_cosine", "loss_aware", "mask")
@@ -111,8 +104,7 @@ def threshold_loss_aware(
     Starts from the TWN threshold and runs `iters` fixed-point iterations of
     ``alpha = sum_S d|w| / sum_S d``, ``Delta = alpha / 2`` (Hou & Kwok 2018).
     """
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"`iters` must be an int >= 1, got {iters!r}.")
+    iters = check_int(iters, "iters", minimum=1, hint=None)
     w = jnp.asarray(w)
     d = _check_same_shape(w, curvature, "curvature")
     delta = threshold_twn(w, axis)
