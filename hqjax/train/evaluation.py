@@ -54,9 +54,9 @@ def latent_accuracy(
             mutable=["batch_stats"],
         )[1]["batch_stats"]
     )
-    loader = data.make_loader(
-        train_source, batch_size=local_batch, train=True, seed=config.seed + 1, augment=False,
-        dataset=config.dataset, host_sharding="interleaved",
+    loader = data.train_loader(
+        train_source, batch_size=local_batch, seed=config.seed + 1, augment=False, dataset=config.dataset,
+        host_sharding="interleaved",
     )
     strategy = MeshStrategy(mesh)  # the global (replicated) state, whichever strategy trained it
     stats = state.batch_stats

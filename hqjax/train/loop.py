@@ -196,9 +196,9 @@ class _Run:
         state = build.init_state(config, model, tx, info.image_shape, mesh, pretrained)
         local_batch = config.batch_size // jax.process_count()
         # Each process reads its slice of every global batch; the batches do not depend on the process count.
-        train_iter = iter(data.make_loader(
-            train_source, batch_size=local_batch, train=True, seed=config.seed,
-            augment=config.augment, dataset=config.dataset, host_sharding="interleaved",
+        train_iter = iter(data.train_loader(
+            train_source, batch_size=local_batch, seed=config.seed, augment=config.augment,
+            dataset=config.dataset, host_sharding="interleaved",
         ))
         state = _restore(checkpointer, state, train_iter, config)
         # ALQ's pruning epochs run BatchNorm in inference mode (spec 1.4 d): a second compiled step
@@ -221,10 +221,8 @@ class _Run:
         return self.strategy.global_state(self.state)
 
     def eval_loader(self) -> Any:
-        return data.make_loader(
-            self.test_source, batch_size=self.local_eval_batch, train=False, seed=self.config.seed,
-            dataset=self.config.dataset,
-        )
+        c = self.config
+        return data.eval_loader(self.test_source, batch_size=self.local_eval_batch, dataset=c.dataset)
 
     def step(self, step: int, batch: Any) -> dict[str, Any]:
         """Run training step ``step + 1`` on `batch` (BatchNorm frozen in the frozen epochs)."""
