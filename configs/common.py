@@ -11,6 +11,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from hqjax.train.methods import method_names
+from hqjax.transforms.alq import ALQ_DEFAULT
 
 METHODS = method_names()
 
@@ -117,66 +118,46 @@ def with_method(c: ml_collections.ConfigDict, method: str, *, alq_preset: str | 
     return c
 
 
-# The official ALQ settings per network (spec sections 1.1 and 1.5). Group rules are
-# (path regex, structure[, subc]); the first matching rule wins.
+# `method_kwargs` of every ALQ preset, in this order: the optimizer's group rules and basis slots, the
+# `ALQSchedule` fields (its learning rate is the run's `learning_rate`) and the pruning candidates.
+ALQ_PRESET_KEYS = ("groups", "num_bases", "rounds", "epoch_basis", "ld_basis", "epoch_coord", "ld_coord",
+                   "epoch_prune", "prune_ratio", "top_k", "epoch_ste", "ld_ste", "epoch_post", "ld_post")
+
+
+def alq_preset(learning_rate: float, batch_size: int, *, groups: tuple = (), num_bases: int = 6,
+               top_k: float = 0.005, **schedule) -> dict:
+    """An `ALQ_PRESETS` entry: ``hqjax.transforms.alq.ALQ_DEFAULT`` (the official LeNet-5 / MNIST
+    pipeline) with the `schedule` overrides, validated once, written out as ``method_kwargs``
+    (``post_learning_rate`` only when set); `num_bases` and `top_k` default to the official LeNet-5 values."""
+    sched = ALQ_DEFAULT.replace(learning_rate=learning_rate, **schedule)
+    values = {"groups": groups, "num_bases": num_bases, "top_k": top_k}
+    kwargs = {k: values[k] if k in values else getattr(sched, k) for k in ALQ_PRESET_KEYS}
+    if sched.post_learning_rate is not None:
+        kwargs["post_learning_rate"] = sched.post_learning_rate
+    return {"learning_rate": learning_rate, "batch_size": batch_size, "kwargs": kwargs}
+
+
+# The official ALQ settings per network (spec sections 1.1 and 1.5), as overrides of the official
+# LeNet-5 / MNIST pipeline. Group rules are (path regex, structure[, subc]); the first matching rule wins.
+_CIFAR10 = {"rounds": 5, "prune_ratio": 0.4, "top_k": 0.002}  # the official CIFAR-10 (VGG-small) schedule
+_RESNET_GROUPS = (("conv_init", "channelwise"), ("head", "subchannelwise", 2), ("", "pixelwise"))
 ALQ_PRESETS: dict[str, dict] = {
-    "lenet5": {
-        "learning_rate": 1e-3,
-        "batch_size": 128,
-        "kwargs": {
-            "groups": (("conv1|conv2", "kernelwise"), ("fc1", "subchannelwise", 2),
-                       ("head", "subchannelwise", 1)),
-            "num_bases": 6, "rounds": 4, "epoch_basis": 20, "ld_basis": 0.8, "epoch_coord": 10,
-            "ld_coord": 0.8, "epoch_prune": 1, "prune_ratio": 0.8, "top_k": 0.005, "epoch_ste": 50,
-            "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
-        },
-    },
-    "vgg_small": {
-        "learning_rate": 1e-3,
-        "batch_size": 128,
-        "kwargs": {
-            "groups": (("conv1/", "channelwise"), ("conv", "pixelwise"), ("fc1", "subchannelwise", 16),
-                       ("fc2|head", "subchannelwise", 2)),
-            "num_bases": 6, "rounds": 5, "epoch_basis": 20, "ld_basis": 0.8, "epoch_coord": 10,
-            "ld_coord": 0.8, "epoch_prune": 1, "prune_ratio": 0.4, "top_k": 0.002, "epoch_ste": 50,
-            "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
-        },
-    },
+    "lenet5": alq_preset(1e-3, 128, groups=(("conv1|conv2", "kernelwise"), ("fc1", "subchannelwise", 2),
+                                            ("head", "subchannelwise", 1))),
+    "vgg_small": alq_preset(1e-3, 128, groups=(("conv1/", "channelwise"), ("conv", "pixelwise"),
+                                               ("fc1", "subchannelwise", 16),
+                                               ("fc2|head", "subchannelwise", 2)), **_CIFAR10),
     # The official MNIST schedule with one group per output filter of every layer: the fallback for
     # models without a preset, and the choice of the small digits / MNIST ResNet runs [recon].
-    "mnist_channelwise": {
-        "learning_rate": 1e-3,
-        "batch_size": 128,
-        "kwargs": {
-            "groups": (), "num_bases": 6, "rounds": 4, "epoch_basis": 20, "ld_basis": 0.8,
-            "epoch_coord": 10, "ld_coord": 0.8, "epoch_prune": 1, "prune_ratio": 0.8, "top_k": 0.005,
-            "epoch_ste": 50, "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
-        },
-    },
+    "mnist_channelwise": alq_preset(1e-3, 128),
     # CIFAR-10 ResNet-20/56: no official setting exists; the ImageNet ResNet's groups (first conv
     # channelwise, the head subchannelwise, every other conv pixelwise) with the official CIFAR-10
     # schedule of VGG-small (I_max 6, 5 rounds, pr 0.4, top_k 0.002, lr 1e-3, batch 128) [recon].
-    "cifar_resnet": {
-        "learning_rate": 1e-3,
-        "batch_size": 128,
-        "kwargs": {
-            "groups": (("conv_init", "channelwise"), ("head", "subchannelwise", 2), ("", "pixelwise")),
-            "num_bases": 6, "rounds": 5, "epoch_basis": 20, "ld_basis": 0.8, "epoch_coord": 10,
-            "ld_coord": 0.8, "epoch_prune": 1, "prune_ratio": 0.4, "top_k": 0.002, "epoch_ste": 50,
-            "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9,
-        },
-    },
+    "cifar_resnet": alq_preset(1e-3, 128, groups=_RESNET_GROUPS, **_CIFAR10),
     # ImageNet ResNets (official for ResNet-18/34; ResNet-50 takes the same settings [recon])
-    "resnet18": {
-        "learning_rate": 2e-4,
-        "batch_size": 256,
-        "kwargs": {
-            "groups": (("conv_init", "channelwise"), ("head", "subchannelwise", 2), ("", "pixelwise")),
-            "num_bases": 8, "rounds": 5, "epoch_basis": 10, "ld_basis": 0.8, "epoch_coord": 5,
-            "ld_coord": 0.6, "epoch_prune": 1, "prune_ratio": 0.15, "top_k": 0.0005, "epoch_ste": 80,
-            "ld_ste": 0.95, "epoch_post": 20, "ld_post": 0.9, "post_learning_rate": 5e-6,
-        },
-    },
+    "resnet18": alq_preset(2e-4, 256, groups=_RESNET_GROUPS, num_bases=8, rounds=5, epoch_basis=10,
+                           epoch_coord=5, ld_coord=0.6, prune_ratio=0.15, top_k=0.0005, epoch_ste=80,
+                           post_learning_rate=5e-6),
 }
 
 

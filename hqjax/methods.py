@@ -40,8 +40,7 @@ from hqjax._checks import check_choice, check_fraction, check_int
 from hqjax.ops.prune import agp_schedule
 from hqjax.schedules import ScalarOrSchedule, as_schedule, check_schedule, geometric, ramp
 from hqjax.selection import Selection
-from hqjax.transforms.alq import GroupRule, alq_optimizer
-from hqjax.transforms.alq_schedule import alq_pipeline
+from hqjax.transforms.alq import ALQ_DEFAULT, ALQSchedule, GroupRule, alq_optimizer
 from hqjax.transforms.decay import add_decayed_weights
 from hqjax.transforms.prune import prune
 from hqjax.transforms.quantizer import quantizer
@@ -466,21 +465,9 @@ def hla_tq(
 
 def alq(
     steps_per_epoch: int,
+    schedule: ALQSchedule | None = None,
     *,
-    learning_rate: float = 1e-3,
-    rounds: int = 4,
-    epoch_basis: int = 20,
-    ld_basis: float = 0.8,
-    epoch_coord: int = 10,
-    ld_coord: float = 0.8,
-    epoch_prune: int = 1,
-    prune_ratio: float = 0.8,
     top_k: float = 0.005,
-    epoch_ste: int = 50,
-    ld_ste: float = 0.95,
-    epoch_post: int = 20,
-    ld_post: float = 0.9,
-    post_learning_rate: float | None = None,
     num_bases: int = 6,
     groups: Sequence[GroupRule] = (),
     selection: Selection | None = None,
@@ -489,16 +476,17 @@ def alq(
     stochastic_rounding: bool = True,
     reproduce_official_quirks: bool = False,
     fp_optimizer: optax.GradientTransformation | None = None,
+    **overrides: Any,
 ) -> optax.GradientTransformation:
     """ALQ: adaptive loss-aware multi-bit quantization (Qu et al., CVPR 2020; spec sections 1 and 6).
 
     The official pipeline (1.5): ``rounds`` x [basis epochs, coordinate epochs, pruning epochs], then
     post-training STE basis epochs and coordinate epochs, as step schedules
-    (`hqjax.transforms.alq_pipeline`) driving `hqjax.transforms.alq_optimizer`. ``tx.init`` sketches the
-    (pretrained) params into binary bases; train ``pipeline.total_steps`` steps with
-    ``hqjax.forward_params(params, opt_state)`` as the network's weights. Defaults are those of the
-    official LeNet-5 / MNIST run. The run's length is
-    ``hqjax.transforms.alq_pipeline(steps_per_epoch, ...).total_steps`` with the same pipeline arguments.
+    (`hqjax.transforms.ALQSchedule.pipeline`) driving `hqjax.transforms.alq_optimizer`. ``tx.init``
+    sketches the (pretrained) params into binary bases; train ``pipeline.total_steps`` steps with
+    ``hqjax.forward_params(params, opt_state)`` as the network's weights. The default schedule is that of
+    the official LeNet-5 / MNIST run (`hqjax.transforms.alq.ALQ_DEFAULT`); the run's length is
+    ``schedule.num_epochs * steps_per_epoch``.
 
     Unlike the ternary recipes ALQ is its own optimizer (AMSGrad moments are its loss model): it wraps
     no ``inner`` optimizer for the quantized weights; the full-precision leaves use ``fp_optimizer``
@@ -506,32 +494,20 @@ def alq(
 
     Args:
       steps_per_epoch: optimizer steps per epoch (the schedules are per epoch).
-      learning_rate ... post_learning_rate: the pipeline (see `hqjax.transforms.alq_pipeline`).
+      schedule: the pipeline (default `ALQ_DEFAULT`).
       top_k, num_bases, groups, selection, weight_decay, seed, stochastic_rounding,
         reproduce_official_quirks, fp_optimizer: see `hqjax.transforms.alq_optimizer`.
+      **overrides: `ALQSchedule` fields (learning_rate, rounds, epoch_basis, ...) replacing those of
+        `schedule`.
 
     Returns:
       An `optax.GradientTransformation` with `hqjax.transforms.ALQState`.
 
     Examples:
       >>> tx = alq(100, groups=[("conv", "kernelwise"), ("fc1", "subchannelwise", 2)])
+      >>> tx = alq(100, ALQ_DEFAULT.replace(rounds=5, prune_ratio=0.4), top_k=0.002)
     """
-    pipe = alq_pipeline(
-        steps_per_epoch,
-        learning_rate=learning_rate,
-        rounds=rounds,
-        epoch_basis=epoch_basis,
-        ld_basis=ld_basis,
-        epoch_coord=epoch_coord,
-        ld_coord=ld_coord,
-        epoch_prune=epoch_prune,
-        prune_ratio=prune_ratio,
-        epoch_ste=epoch_ste,
-        ld_ste=ld_ste,
-        epoch_post=epoch_post,
-        ld_post=ld_post,
-        post_learning_rate=post_learning_rate,
-    )
+    pipe = (ALQ_DEFAULT if schedule is None else schedule).replace(**overrides).pipeline(steps_per_epoch)
     return alq_optimizer(
         pipe.learning_rate,
         pipe.mode,

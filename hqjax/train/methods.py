@@ -89,10 +89,9 @@ class MethodSpec:
         return state.opt_state if self.quantized else None
 
 
-def _alq_frozen_epochs(config: Any, steps_per_epoch: int) -> frozenset[int]:
+def _alq_frozen_epochs(config: Any, steps_per_epoch: int) -> frozenset[int]:  # noqa: ARG001
     """ALQ's pruning epochs (spec section 1.4 d)."""
-    pipe = hqjax.transforms.alq_pipeline(steps_per_epoch, **optim.alq_pipeline_kwargs(config))
-    return frozenset(e for e, (mode, _, _) in enumerate(pipe.epochs) if mode == "prune")
+    return optim.alq_schedule(config).prune_epochs
 
 
 def _recipe(name: str, description: str) -> MethodSpec:

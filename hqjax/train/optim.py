@@ -12,6 +12,7 @@ import jax
 import optax
 
 import hqjax
+from hqjax.transforms.alq import ALQSchedule
 
 
 def learning_rate_schedule(config: Any, steps_per_epoch: int) -> optax.Schedule:
@@ -89,7 +90,8 @@ def recipe_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransfo
 
 def alq_optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
     """ALQ (`hqjax.alq`): its own optimizers and pipeline, from ``config.method_kwargs``."""
-    return hqjax.alq(steps_per_epoch, **alq_kwargs(config))
+    schedule, kwargs = alq_settings(config)
+    return hqjax.alq(steps_per_epoch, schedule, **kwargs)
 
 
 def _selection(config: Any) -> hqjax.Selection:
@@ -101,25 +103,24 @@ def _selection(config: Any) -> hqjax.Selection:
     )
 
 
-def alq_kwargs(config: Any) -> dict[str, Any]:
-    """`hqjax.alq` arguments of an ALQ run: ``config.method_kwargs`` plus the run's learning rate,
-    seed and leaf selection."""
-    kwargs = {k: v for k, v in dict(config.method_kwargs).items()}
+def alq_settings(config: Any) -> tuple[ALQSchedule, dict[str, Any]]:
+    """The schedule of an ALQ run and its other `hqjax.alq` arguments, built once from
+    ``config.method_kwargs``: its `ALQSchedule` fields over `ALQ_DEFAULT` (``learning_rate`` defaulting
+    to the run's), the rest plus the run's seed and leaf selection."""
+    kwargs = dict(config.method_kwargs)
     if "groups" in kwargs:
         kwargs["groups"] = tuple(tuple(rule) for rule in kwargs["groups"])
     kwargs.setdefault("learning_rate", config.learning_rate)
     kwargs.setdefault("seed", config.seed)
     kwargs.setdefault("selection", _selection(config))
-    return kwargs
+    return ALQSchedule.split(kwargs)
 
 
-def alq_pipeline_kwargs(config: Any) -> dict[str, Any]:
-    """The `hqjax.transforms.alq_pipeline` arguments of an ALQ run (its schedule)."""
-    names = inspect.signature(hqjax.transforms.alq_pipeline).parameters
-    kwargs = alq_kwargs(config)
-    return {k: v for k, v in kwargs.items() if k in names and k != "steps_per_epoch"}
+def alq_schedule(config: Any) -> ALQSchedule:
+    """The `ALQSchedule` of an ALQ run (spec section 1.5)."""
+    return alq_settings(config)[0]
 
 
 def alq_num_epochs(config: Any) -> int:
     """Epochs of the ALQ pipeline that ``config.method_kwargs`` describe (spec section 1.5)."""
-    return hqjax.transforms.alq_pipeline(1, **alq_pipeline_kwargs(config)).num_epochs
+    return alq_schedule(config).num_epochs

@@ -15,7 +15,8 @@ transform                  what it does (state)
 `ttq_scales`               TTQ's learned positive/negative scales (`TTQState`)
 `add_decayed_weights`      weight decay on the quantized leaves only (`DecayState`)
 `alq_optimizer`            ALQ multi-bit optimizer: binary bases, coordinates, masks and two sets of
-                           AMSGrad moments (`ALQState`); `alq_pipeline` gives its schedules
+                           AMSGrad moments (`ALQState`); `ALQSchedule` (`alq_pipeline`) gives its
+                           schedules (package `hqjax.transforms.alq`)
 =========================  ==================================================================
 
 Hyper-parameters are numbers or ``step -> value`` schedules (see `hqjax.schedules`), so
@@ -25,17 +26,20 @@ these pieces.
 """
 
 from hqjax.transforms.alq import (
+    ALQ_MODES,
     ALQConfig,
     ALQLayer,
+    ALQPipeline,
+    ALQSchedule,
     ALQState,
     alq_bn_frozen,
     alq_layers,
     alq_optimizer,
     alq_params,
+    alq_pipeline,
     alq_reconstruction,
     find_alq_state,
 )
-from hqjax.transforms.alq_schedule import ALQ_MODES, ALQPipeline, alq_pipeline
 from hqjax.transforms.decay import DecayState, add_decayed_weights
 from hqjax.transforms.prune import PruneState, prune
 from hqjax.transforms.quantizer import FORWARDS, QuantizerConfig, QuantizerState, quantizer
@@ -49,6 +53,7 @@ __all__ = [
     "ALQConfig",
     "ALQLayer",
     "ALQPipeline",
+    "ALQSchedule",
     "ALQState",
     "alq_bn_frozen",
     "alq_layers",

@@ -67,7 +67,7 @@ def test_frozen_batchnorm_epochs_are_alq_pruning_epochs_with_batchnorm_only():
     c = get_config("alq")
     stats = {"bn": {"mean": jnp.zeros(3)}}
     frozen = methods.frozen_bn_epochs(c, 11, stats)
-    pipe = hqjax.transforms.alq_pipeline(11, **hqjax.train.optim.alq_pipeline_kwargs(c))
+    pipe = hqjax.train.optim.alq_schedule(c).pipeline(11)
     assert frozen == {e for e, (mode, _, _) in enumerate(pipe.epochs) if mode == "prune"} and frozen
     assert methods.frozen_bn_epochs(c, 11, {}) == frozenset()
     assert methods.frozen_bn_epochs(get_config("hq"), 11, stats) == frozenset()

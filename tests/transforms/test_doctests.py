@@ -18,6 +18,7 @@ MODULES = [
     "hqjax.transforms.regularizer",
     "hqjax.transforms.reinit",
     "hqjax.transforms.ttq",
+    "hqjax.transforms.alq.schedule",
     "hqjax.methods",
     "hqjax.forward",
     "hqjax.summary",
