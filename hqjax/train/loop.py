@@ -170,7 +170,6 @@ class _Run:
     total_steps: int
     train_source: Any
     test_source: Any
-    base_model: Any
     checkpointer: Checkpointer
     train_iter: Any
     state: Any  # the run state, as the strategy placed it
@@ -208,7 +207,7 @@ class _Run:
         return cls(
             config=config, spec=spec, strategy=strategy, mesh=mesh, steps_per_epoch=steps_per_epoch,
             total_steps=total_steps, train_source=train_source,
-            test_source=test_source, base_model=build.build_model(config), checkpointer=checkpointer,
+            test_source=test_source, checkpointer=checkpointer,
             train_iter=train_iter, state=strategy.place(state), steps=steps, frozen_epochs=frozen_epochs,
             summarize=jax.jit(hqjax.summarize) if spec.quantized else None,
             writer=MetricWriter(workdir, tensorboard=config.tensorboard), local_batch=local_batch,
@@ -416,8 +415,8 @@ def _finish(run: _Run, outcome: _Outcome) -> tuple[dict[str, Any], TrainState]:
     else:
         _, _, latent_forward = run.spec.forwards()
         latent = latent_accuracy(
-            run.config, run.base_model, run.strategy.latent_state(final), latent_forward, run.train_source,
-            run.eval_loader(), run.mesh, run.local_batch,
+            run.config, build.build_model(run.config), run.strategy.latent_state(final), latent_forward,
+            run.train_source, run.eval_loader(), run.mesh, run.local_batch,
         )
     summary = final_report(
         run.config, final, outcome.history, latent_accuracy=latent, summarize=run.summarize,
