@@ -27,13 +27,60 @@ def num_pruned(n: int, sparsity: Any) -> jax.Array:
     return jnp.floor(s * n + 0.5).astype(jnp.int32)
 
 
+_INT_OF_WIDTH = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}
+
+
+def _kth_bits(bits: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per row of non-negative integers, the smallest ``t`` with at least `k` entries ``<= t`` (0 when
+    ``k = 0``): one bisection step per bit, each a count. Also returns the integers the loop counted.
+
+    Compare against the returned integers, not against a recomputation of `bits`: XLA may duplicate a
+    cheap elementwise producer into every consumer's fusion and round it differently there (e.g. a
+    contracted multiply-add), so an entry equal to the k-th in one copy may differ by an ulp in
+    another. The copy is written on the first iteration, in a loop-carried buffer that no consumer can
+    re-derive.
+    """
+    lo = jnp.zeros_like(bits[:, :1])  # *_like: the bounds keep the rows' sharding under explicit meshes
+    hi = jnp.full_like(lo, jnp.iinfo(bits.dtype).max)
+
+    def halve(i, carry):
+        lo, hi, seen = carry
+        seen = jnp.where(i == 0, bits, seen)
+        mid = lo + (hi - lo) // 2  # count(seen <= hi) >= k throughout, so mid + 1 <= hi
+        enough = jnp.sum(seen <= mid, axis=1, keepdims=True) >= k
+        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi), seen
+
+    lo, _, seen = jax.lax.fori_loop(0, 8 * bits.dtype.itemsize - 1, halve, (lo, hi, jnp.zeros_like(bits)))
+    return lo, seen
+
+
+def _as_ordered_ints(scores: jax.Array) -> jax.Array:
+    """Non-negative floats as integers of the same width and the same order (their IEEE bit patterns)."""
+    return jax.lax.bitcast_convert_type(scores, _INT_OF_WIDTH[scores.dtype.itemsize])
+
+
+def kth_smallest(scores: jax.Array, k: jax.Array) -> jax.Array:
+    """Row-wise `k`-th smallest entry (1-based) of a 2-D array of non-negative floats, shape ``(rows, 1)``;
+    0 for ``k = 0``.
+
+    Exact and sort-free: non-negative IEEE floats order as their bit patterns read as integers, so a
+    bisection over those integers, one count per bit, finds the value. Far cheaper than a sort on CPUs
+    (a 500 x 800 layer: ~20x), and free of gathers and scatters, so mesh shardings propagate through it.
+
+    Examples:
+      >>> kth_smallest(jnp.array([[0.5, 0.1, 0.3, 0.1]]), 3).tolist()
+      [[0.30000001192092896]]
+    """
+    return jax.lax.bitcast_convert_type(_kth_bits(_as_ordered_ints(scores), k)[0], scores.dtype)
+
+
 def _keep_top(scores: jax.Array, k: jax.Array) -> jax.Array:
-    """Row-wise mask of a 2-D score matrix: False on the `k` smallest entries of each row."""
-    # rank of each entry in ascending order; a second argsort instead of a scatter keeps the op free of
-    # indexing that explicit mesh shardings cannot propagate through.
-    order = jnp.argsort(scores, axis=1, stable=True)
-    ranks = jnp.argsort(order, axis=1, stable=True)
-    return ranks >= k
+    """Row-wise mask of a 2-D non-negative score matrix: False on the `k` smallest entries of each row,
+    ties broken by position (the lower index pruned first, as the ranks of a stable sort)."""
+    kth, bits = _kth_bits(_as_ordered_ints(scores), k)
+    below, tied = bits < kth, bits == kth
+    tied_pruned = k - jnp.sum(below, axis=1, keepdims=True)
+    return ~(below | (tied & (jnp.cumsum(tied, axis=1) <= tied_pruned)))
 
 
 def magnitude_mask(w: jax.Array, sparsity: Any, axis: int | None = -1) -> jax.Array:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from hqjax._checks import check_choice, check_fraction, check_int, check_positive, normalize_axis, reduce_axes
 from hqjax.ops._dtypes import compute_dtype, output_dtype
-from hqjax.ops.prune import num_pruned
+from hqjax.ops.prune import kth_smallest, num_pruned
 
 THRESHOLD_RULES = ("twn", "ttq", "quantile", "exact_cosine", "loss_aware", "mask")
 SCALE_RULES = ("lsq", "unit", "curvature", "none")
@@ -73,9 +73,7 @@ def threshold_quantile(w: jax.Array, sparsity: Any, axis: int | None = -1) -> ja
     w = jnp.asarray(w)
     flat, keep = _units_last(_abs(w), axis)
     k = num_pruned(flat.shape[1], sparsity)
-    srt = jnp.sort(flat, axis=1)
-    kth = jnp.take(srt, jnp.maximum(k - 1, 0), axis=1)
-    return jnp.where(k > 0, kth, 0.0).reshape(keep)
+    return kth_smallest(flat, k).reshape(keep)
 
 
 def threshold_exact_cosine(w: jax.Array, axis: int | None = -1) -> jax.Array:

@@ -113,3 +113,32 @@ def test_bad_schedule_arguments():
 def test_axis_out_of_range_is_a_clear_error():
     with pytest.raises(ValueError, match="`axis`=2 is out of range"):
         magnitude_mask(jnp.ones((4, 2)), 0.5, axis=2)
+
+
+def _stable_rank_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """NumPy reference of `_keep_top`: False on the k smallest of each row, ties by position."""
+    ranks = np.argsort(np.argsort(scores, axis=1, kind="stable"), axis=1, kind="stable")
+    return ranks >= k
+
+
+@pytest.mark.parametrize("case", ["random", "ties", "half_zero", "constant"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_sort_free_selection_matches_a_stable_sort(case, dtype):
+    from hqjax.ops.prune import _keep_top, kth_smallest
+
+    rng = np.random.default_rng(3)
+    x = np.abs(rng.standard_normal((6, 37))).astype(dtype)
+    if case == "ties":
+        x = (np.round(x * 2) / 2).astype(dtype)
+    elif case == "half_zero":
+        x[:, ::2] = 0
+    elif case == "constant":
+        x[:] = dtype(0.25)
+    for k in (0, 1, 2, 18, 36, 37):
+        got = np.asarray(jax.jit(_keep_top)(jnp.asarray(x), jnp.int32(k)))
+        np.testing.assert_array_equal(got, _stable_rank_mask(x, k), err_msg=f"{case} k={k}")
+        assert (~got).sum(axis=1).tolist() == [k] * x.shape[0]
+        kth = np.asarray(kth_smallest(jnp.asarray(x), jnp.int32(k)))[:, 0]
+        want = np.sort(x, axis=1)[:, k - 1] if k else np.zeros(x.shape[0], dtype)
+        np.testing.assert_array_equal(kth, want)
+        assert kth.dtype == dtype
