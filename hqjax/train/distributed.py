@@ -121,6 +121,17 @@ def resolve(
     if mode == "off":
         return None
     env = os.environ if env is None else env
+    coordinator, num, pid = _gathered(coordinator, num_processes, process_id, env)
+    if mode == "auto":
+        return Settings(coordinator or None, num, pid)
+    return _env_settings(coordinator, num, pid)
+
+
+def _gathered(
+    coordinator: str | None, num_processes: int | str | None, process_id: int | str | None,
+    env: Mapping[str, str],
+) -> tuple[str | None, int | None, int | None]:
+    """Arguments, else environment; parsed and range-checked, errors naming where a value came from."""
     sources = {}
     if not coordinator:
         coordinator, sources["coordinator"] = _first(env, COORDINATOR_VARS)
@@ -128,12 +139,9 @@ def resolve(
         num_processes, sources["num_processes"] = _first(env, NUM_PROCESSES_VARS)
     if process_id is None:
         process_id, sources["process_id"] = _first(env, PROCESS_ID_VARS)
-
-    def origin(key: str, flag: str) -> str:
-        return sources.get(key) or flag
-
-    num = _as_int(num_processes, origin("num_processes", "--num_processes"))
-    pid = _as_int(process_id, origin("process_id", "--process_id"))
+    num = _as_int(num_processes, sources.get("num_processes") or "--num_processes")
+    pid_origin = sources.get("process_id") or "--process_id"
+    pid = _as_int(process_id, pid_origin)
     if coordinator:
         _check_address(coordinator)
     if num is not None and num < 1:
@@ -141,10 +149,13 @@ def resolve(
     if pid is not None and num is not None and not 0 <= pid < num:
         raise DistributedConfigError(
             f"The process id must be in [0, {num}) for a run of {num} processes, got {pid} "
-            f"(from {origin('process_id', '--process_id')})."
+            f"(from {pid_origin})."
         )
-    if mode == "auto":
-        return Settings(coordinator or None, num, pid)
+    return coordinator, num, pid
+
+
+def _env_settings(coordinator: str | None, num: int | None, pid: int | None) -> Settings | None:
+    """Mode ``'env'``: join only with a coordinator, and then with every setting given."""
     if not coordinator:
         if (num is not None and num > 1) or pid is not None:
             raise DistributedConfigError(
@@ -237,27 +248,42 @@ def initialize(
         raise RuntimeError("jax.distributed is already initialised in this process.")
     # CPU processes reduce across processes with gloo (must be set before the CPU backend starts).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    who = (
-        f"process {settings.process_id} of {settings.num_processes}"
-        if settings.process_id is not None and settings.num_processes is not None
-        else "this process"
-    )
     deadline = time.monotonic() + timeout_s
-    if settings.coordinator and settings.process_id not in (0, None):
-        try:
-            _wait_for_port(settings.coordinator, deadline)
-        except TimeoutError as e:
-            raise TimeoutError(
-                f"{who.capitalize()} could not reach the coordinator at {settings.coordinator} within "
-                f"{timeout_s:.0f} s ({e}). Start process 0 with the same coordinator address, check that "
-                "this host can reach it, or raise the timeout."
-            ) from None
+    _reach_coordinator(settings, deadline, timeout_s)
+    _join(settings, deadline, timeout_s)
+    return settings
+
+
+def _who(settings: Settings) -> str:
+    if settings.process_id is not None and settings.num_processes is not None:
+        return f"process {settings.process_id} of {settings.num_processes}"
+    return "this process"
+
+
+def _reach_coordinator(settings: Settings, deadline: float, timeout_s: float) -> None:
+    """Processes ``k > 0`` wait for the coordinator's port (jax would abort the process instead)."""
+    if not settings.coordinator or settings.process_id in (0, None):
+        return
+    try:
+        _wait_for_port(settings.coordinator, deadline)
+    except TimeoutError as e:
+        raise TimeoutError(
+            f"{_who(settings).capitalize()} could not reach the coordinator at {settings.coordinator} "
+            f"within {timeout_s:.0f} s ({e}). Start process 0 with the same coordinator address, check "
+            "that this host can reach it, or raise the timeout."
+        ) from None
+
+
+def _join(settings: Settings, deadline: float, timeout_s: float) -> None:
+    """``jax.distributed.initialize`` under a watchdog that exits readably when not all processes join."""
+    import jax
+
     remaining = max(deadline - time.monotonic(), 1.0)
     done = _watchdog(
-        f"hqjax: {who} did not complete joining the run at {settings.coordinator or '(auto-detected)'} "
-        f"within {timeout_s:.0f} s: not all processes connected. Start all "
-        f"{settings.num_processes or 'N'} processes with the same coordinator address and number of "
-        "processes, each with its own process id, or raise the timeout.",
+        f"hqjax: {_who(settings)} did not complete joining the run at "
+        f"{settings.coordinator or '(auto-detected)'} within {timeout_s:.0f} s: not all processes "
+        f"connected. Start all {settings.num_processes or 'N'} processes with the same coordinator "
+        "address and number of processes, each with its own process id, or raise the timeout.",
         remaining,
     )
     try:
@@ -276,4 +302,3 @@ def initialize(
         ) from e
     finally:
         done.set()
-    return settings

@@ -14,48 +14,9 @@ module             what it holds
 ALGORITHMS.md sections 1.1-1.6 and 6.
 """
 
-from hqjax.transforms.alq.optimizer import alq_optimizer
-from hqjax.transforms.alq.schedule import (
-    ALQ_DEFAULT,
-    ALQ_MODES,
-    BASIS,
-    COORDINATE,
-    PRUNE,
-    STE,
-    ALQPipeline,
-    ALQSchedule,
-    alq_pipeline,
-)
-from hqjax.transforms.alq.state import (
-    ALQConfig,
-    ALQLayer,
-    ALQState,
-    GroupRule,
-    alq_bn_frozen,
-    alq_layers,
-    alq_params,
-    alq_reconstruction,
-    find_alq_state,
-)
+from hqjax.transforms.alq import optimizer, schedule, state
+from hqjax.transforms.alq.optimizer import *  # noqa: F403
+from hqjax.transforms.alq.schedule import *  # noqa: F403
+from hqjax.transforms.alq.state import *  # noqa: F403
 
-__all__ = [
-    "ALQ_DEFAULT",
-    "ALQ_MODES",
-    "BASIS",
-    "COORDINATE",
-    "PRUNE",
-    "STE",
-    "ALQConfig",
-    "ALQLayer",
-    "ALQPipeline",
-    "ALQSchedule",
-    "ALQState",
-    "GroupRule",
-    "alq_bn_frozen",
-    "alq_layers",
-    "alq_optimizer",
-    "alq_params",
-    "alq_pipeline",
-    "alq_reconstruction",
-    "find_alq_state",
-]
+__all__ = sorted([*schedule.__all__, *state.__all__, *optimizer.__all__])
