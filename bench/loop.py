@@ -1,7 +1,8 @@
 """The training program's own cost: an epoch of the real loop against its steps timed bare, and compile
 times of the quantized steps against the full-precision step.
 
-Run by hand:  ``.venv/bin/python bench/loop.py --mnist-dir PATH/TO/mnist [--configs ...] [--reps 30]``
+Run by hand:  ``.venv/bin/python bench/loop.py --mnist-dir PATH/TO/mnist [--configs ...] [--reps 30]
+[--set KEY=VALUE ...]``
 
 For each config (default: LeNet-5 and ResNet-20 width 8 on MNIST, TWN and HQ; any ``file.py:method``):
 
@@ -24,6 +25,7 @@ only roughly.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import os
 import statistics
@@ -39,8 +41,9 @@ DEFAULT_CONFIGS = (
 )
 
 
-def load_config(spec: str, mnist_dir: str) -> Any:
-    """``configs/FILE.py:METHOD`` as train.py reads it, pointed at `mnist_dir`, checkpoints off."""
+def load_config(spec: str, mnist_dir: str, overrides: tuple[tuple[str, Any], ...] = ()) -> Any:
+    """``configs/FILE.py:METHOD`` as train.py reads it, pointed at `mnist_dir`, checkpoints off, then
+    `overrides` (``(key, value)`` pairs, as ``--config.KEY=VALUE`` would set them)."""
     path, _, method = spec.partition(":")
     full = path if os.path.isabs(path) else os.path.join(ROOT, path)
     if not os.path.exists(full):
@@ -56,7 +59,22 @@ def load_config(spec: str, mnist_dir: str) -> Any:
     config.tensorboard = False
     config.checkpoint_every_epochs = 0
     config.checkpoint_every_steps = 0
+    for key, value in overrides:
+        if key not in config:
+            raise SystemExit(f"--set: the config has no field {key!r}")
+        config[key] = value
     return config
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE a Python literal (a bare word is taken as a string)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def loop_epoch_seconds(config: Any) -> tuple[float, int]:
@@ -121,6 +139,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                    help="directory of the MNIST IDX files (default $HQJAX_MNIST_DIR)")
     p.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="FILE.py:METHOD specs")
     p.add_argument("--reps", type=int, default=30, help="timed bare steps per config (default 30)")
+    p.add_argument("--set", nargs="+", type=parse_override, default=[], metavar="KEY=VALUE",
+                   help="config overrides for every config, e.g. model_kwargs=\"{'width': 8}\"")
     p.add_argument("--cpu-devices", type=int, default=1, help="CPU devices jax creates (default 1)")
     args = p.parse_args(argv)
     if not args.mnist_dir or not os.path.isdir(args.mnist_dir):
@@ -131,7 +151,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                                + f" --xla_force_host_platform_device_count={args.cpu_devices}")
     rows, fp_compile = [], {}
     for spec in args.configs:
-        config = load_config(spec, args.mnist_dir)
+        config = load_config(spec, args.mnist_dir, tuple(args.set))
         step_s, compile_s = bare_step(config, args.reps)
         epoch_s, steps = loop_epoch_seconds(config)
         if config.method == "fp":
