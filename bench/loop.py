@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
+import importlib
 import os
 import statistics
 import sys
@@ -45,14 +45,12 @@ def load_config(spec: str, mnist_dir: str, overrides: tuple[tuple[str, Any], ...
     """``configs/FILE.py:METHOD`` as train.py reads it, pointed at `mnist_dir`, checkpoints off, then
     `overrides` (``(key, value)`` pairs, as ``--config.KEY=VALUE`` would set them)."""
     path, _, method = spec.partition(":")
-    full = path if os.path.isabs(path) else os.path.join(ROOT, path)
-    if not os.path.exists(full):
-        raise SystemExit(f"--configs: no config file {full!r}")
+    rel = os.path.relpath(path if os.path.isabs(path) else os.path.join(ROOT, path), ROOT)
+    if not (rel.endswith(".py") and os.path.exists(os.path.join(ROOT, rel))) or rel.startswith(".."):
+        raise SystemExit(f"--configs: {path!r} is not a config file of this repository (configs/NAME.py)")
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
-    module_spec = importlib.util.spec_from_file_location("bench_config", full)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = importlib.import_module(rel[:-3].replace(os.sep, "."))
     config = module.get_config(method) if method else module.get_config()
     config.data_dir = mnist_dir
     config.progress_bar = False
@@ -103,20 +101,21 @@ def bare_step(config: Any, reps: int) -> tuple[float, float]:
     from hqjax import data
     from hqjax.train import build, parallel
     from hqjax.train.methods import get_spec
-    from hqjax.train.steps import make_train_step
+    from hqjax.train.strategy import make_strategy
 
-    mesh = parallel.make_mesh(config.num_devices or jax.device_count())
+    num_devices = config.num_devices or jax.device_count()
+    mesh = parallel.make_mesh(num_devices)
+    strategy = make_strategy(config, mesh, num_devices)  # the loop's own jit/pmap and batch placement
     model = build.build_model(config)
     tx = build.build_optimizer(config, build.steps_per_epoch(config))
     shape = data.info(config.dataset).image_shape
-    state = build.init_state(config, model, tx, shape, mesh)
+    state = strategy.place(build.init_state(config, model, tx, shape, mesh))
     rng = np.random.default_rng(0)
-    batch = parallel.global_batch({
+    batch = strategy.batch({
         "image": rng.random((config.batch_size, *shape), np.float32),
         "label": rng.integers(0, 10, config.batch_size).astype(np.int32),
-    }, mesh)
-    forward = get_spec(config.method).forwards()[0]
-    step = jax.jit(make_train_step(model, tx, forward), donate_argnums=0)
+    })
+    step = strategy.train_step(model, tx, get_spec(config.method).forwards()[0])
     t0 = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - t0
