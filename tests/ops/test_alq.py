@@ -241,6 +241,43 @@ def test_nearest_codes_tie_rules():
     assert codes[1, :, 0].tolist() == [1, -1] and codes[1, :, 1].tolist() == [1, -1]
 
 
+def _documented_codes(target, alpha, mask):
+    """The documented rule, element by element in float32: the smallest value >= T or the largest
+    value < T, whichever is nearer (the larger at equal distance), then the lowest table index with it."""
+    num_bases = alpha.shape[1]
+    table = ((np.arange(2**num_bases)[:, None] >> np.arange(num_bases)[None, :]) & 1) * 2 - 1
+    out = np.zeros((*alpha.shape, target.shape[1]), np.int8)
+    for g in range(alpha.shape[0]):
+        vals = (table.astype(np.float32) * np.where(mask[g], alpha[g], 0).astype(np.float32)).sum(1)
+        for j, x in enumerate(target[g]):
+            above, below = vals[vals >= x], vals[vals < x]
+            if not below.size or (above.size and above.min() - x <= x - below.max()):
+                v = above.min()
+            else:
+                v = below.max()
+            out[g, :, j] = np.where(mask[g], table[np.flatnonzero(vals == v)[0]], 0)
+    return out
+
+
+@pytest.mark.parametrize("num_bases", [1, 2, 3, 6, 8, 9])
+def test_nearest_codes_follow_the_documented_rule_with_ties(num_bases):
+    """Every search path (one window; window maxima compared; window maxima binary-searched for
+    2^I / 4 > 64 windows) on dyadic coordinates, so that midpoints and equal sums really occur."""
+    rng = _rng(30 + num_bases)
+    groups, n = 6, 50
+    alpha = rng.integers(1, 9, size=(groups, num_bases)).astype(np.float32) / 4
+    alpha[1, 0] *= -1.0
+    alpha[2, :] = alpha[2, 0]  # all equal: many codes share each value
+    mask = np.ones((groups, num_bases), bool)
+    mask[3, 0] = False
+    if num_bases > 1:
+        mask[4, 1:] = False
+    target = (rng.integers(-40, 41, size=(groups, n)) / 8).astype(np.float32)  # hits midpoints
+    target[5, :3] = [1e6, -1e6, 0.0]
+    got = np.asarray(nearest_codes(target, alpha, mask))
+    np.testing.assert_array_equal(got, _documented_codes(target, alpha, mask))
+
+
 def test_nearest_codes_memory_is_bounded_for_resnet_layers():
     """ResNet-18 layer4 conv, pixelwise, I = 8: no (G, n, 2^I) intermediate (section 8 item 19)."""
     g, n, i = group_shape((3, 3, 512, 512), "pixelwise") + (8,)
