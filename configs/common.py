@@ -51,6 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
     # > 0: hold this many training examples out (one fixed choice) and evaluate on them instead of the
     # test split, which the run then never opens: for choosing hyper-parameters
     c.validation_split = 0
+    # with validation_split > 0: after training, evaluate the final network once on the test split
+    # (`test_accuracy` in the summary); every choice stays made on the validation split
+    c.final_test = False
     # parallelism
     c.parallel = "jit"  # 'jit' (mesh sharding) | 'pmap'
     c.num_devices = 0  # 0: all devices

@@ -61,6 +61,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
               "layer_stats_every_epochs", "layer_stats_every_steps", "max_steps", "bn_recalibration_batches",
               "checkpoint_every_steps", "validation_split"):
         _positive(config, f, integer=True, allow_zero=True)
+    if config.get("final_test") and not config.validation_split:
+        raise ValueError(
+            "config.final_test=True needs config.validation_split > 0 (without a validation split the run "
+            "already evaluates on the test split); set --config.validation_split=N or drop final_test."
+        )
     if config.momentum >= 1:
         raise ValueError(f"config.momentum={config.momentum} must be < 1.")
     try:  # builds the recipe (no arrays): checks method_kwargs names and ranges

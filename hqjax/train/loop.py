@@ -404,13 +404,25 @@ def _after_step(run: _Run, done: int, history: list[dict[str, Any]], save: _Save
         save(done)
 
 
+def _final_test(run: _Run) -> dict[str, float]:
+    """``config.final_test``: the trained network's accuracy and loss on the test split, read once."""
+    c = run.config
+    source = data.get_dataset(c.dataset, "test", data_dir=c.data_dir or None)
+    loader = data.eval_loader(source, batch_size=run.local_eval_batch, dataset=c.dataset)
+    return evaluate(run.steps["eval"], run.state, loader, run.strategy)
+
+
 def _finish(run: _Run, outcome: _Outcome) -> tuple[dict[str, Any], TrainState]:
     """Close the checkpointer, measure the latent network, write and return the summary and the final
     (host) state."""
     run.checkpointer.close()
     final = run.host_state()
+    history = outcome.history
+    if not history:  # nothing was evaluated in this process (e.g. a finished run resumed): now, once
+        ev = evaluate(run.steps["eval"], run.state, run.eval_loader(), run.strategy)
+        history = [{"step": int(final.step), "epoch": int(final.step) // run.steps_per_epoch,
+                    "ternary_accuracy": ev["accuracy"], "ternary_loss": ev["loss"]}]
     if not run.spec.quantized:
-        history = outcome.history
         latent = history[-1]["ternary_accuracy"] if history else float("nan")
     else:
         _, _, latent_forward = run.spec.forwards()
@@ -418,10 +430,11 @@ def _finish(run: _Run, outcome: _Outcome) -> tuple[dict[str, Any], TrainState]:
             run.config, build.build_model(run.config), run.strategy.latent_state(final), latent_forward,
             run.train_source, run.eval_loader(), run.mesh, run.local_batch,
         )
+    test = _final_test(run) if run.config.get("final_test") and not outcome.stopped_early else None
     summary = final_report(
-        run.config, final, outcome.history, latent_accuracy=latent, summarize=run.summarize,
+        run.config, final, history, latent_accuracy=latent, summarize=run.summarize,
         train_seconds=outcome.train_seconds, wall_seconds=time.time() - outcome.wall_start,
-        stopped_early=outcome.stopped_early,
+        stopped_early=outcome.stopped_early, test=test,
     )
     numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
     run.writer.write(int(final.step), "summary", numbers)

@@ -57,8 +57,10 @@ def final_report(
     train_seconds: float,
     wall_seconds: float,
     stopped_early: bool,
+    test: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Print (process 0) and return the run summary: accuracies, sparsity, bits, sizes, time."""
+    """Print (process 0) and return the run summary: accuracies, sparsity, bits, sizes, time; with
+    `test` (``config.final_test``) also the final network's test-split accuracy and loss."""
     spec = get_spec(config.method)
     stats = layer_stats(state, summarize or hqjax.summarize) if spec.quantized else None
     sizes = model_sizes(state, config)
@@ -82,6 +84,8 @@ def final_report(
         "validation_split": int(config.get("validation_split") or 0),
         **sizes,
     }
+    if test is not None:
+        summary["test_accuracy"], summary["test_loss"] = test["accuracy"], test["loss"]
     if jax.process_index() == 0:
         print(format_summary(summary), flush=True)
     return summary
@@ -100,6 +104,8 @@ def format_summary(s: dict[str, Any]) -> str:
         + " ==",
         f"{s.get('eval_split', 'test') + ' accuracy':<22}{'latent (FP)*':>14}{'ternary':>12}",
         f"{'':<22}{s['latent_accuracy']:>14.4f}{s['ternary_accuracy']:>12.4f}",
+        *([f"{'test accuracy (once)':<22}{'':>14}{s['test_accuracy']:>12.4f}"]
+          if "test_accuracy" in s else []),
         (
             f"quantized weights {s['quantized']:,} of {s['params']:,}; sparsity {s['sparsity']:.3f}; "
             f"average bitwidth {s['average_bits']:.3f} bit/weight (binary codes; alphas and FP parameters "

@@ -10,6 +10,7 @@ import pytest
 
 from configs.default import get_config
 from hqjax.train.checkpoint import Checkpointer, CheckpointMismatchError
+from hqjax.train.config import validate
 from hqjax.train.logs import read_metrics
 from hqjax.train.loop import train_and_evaluate
 from tests.helpers import assert_trees_all_close
@@ -62,6 +63,27 @@ def test_rerun_resumes_from_the_final_checkpoint_and_does_nothing(hq_run):
     workdir, summary = hq_run
     again = train_and_evaluate(tiny(), workdir)
     assert again["step"] == summary["step"]
+    # nothing was evaluated in the rerun's process: the restored network is, once, for the summary
+    assert again["ternary_accuracy"] == pytest.approx(summary["ternary_accuracy"], abs=1e-6)
+    assert "test_accuracy" not in again
+
+
+def test_final_test_reads_the_test_split_once_after_a_validation_run(tmp_path):
+    c = tiny("twn", num_epochs=2, validation_split=300, final_test=True)
+    summary = train_and_evaluate(c, str(tmp_path))
+    assert summary["eval_split"] == "validation" and summary["step"] == 2 * ((1437 - 300) // 128)
+    assert 0.2 < summary["test_accuracy"] <= 1.0 and summary["test_loss"] > 0.0
+    assert summary["test_accuracy"] != summary["ternary_accuracy"]  # 300 validation vs 360 test images
+    logged = [r for r in read_metrics(str(tmp_path)) if r["split"] == "summary"]
+    assert logged[-1]["test_accuracy"] == summary["test_accuracy"]
+    again = train_and_evaluate(c, str(tmp_path))  # finished: restored, nothing trained, same figures
+    for k in ("step", "test_accuracy", "ternary_accuracy"):
+        assert again[k] == pytest.approx(summary[k], abs=1e-6), k
+
+
+def test_final_test_needs_a_validation_split():
+    with pytest.raises(ValueError, match="final_test=True needs config.validation_split"):
+        validate(tiny("twn", final_test=True))
 
 
 def test_checkpoint_of_another_method_is_refused(hq_run):
