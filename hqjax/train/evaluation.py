@@ -9,7 +9,7 @@ import jax
 from hqjax import data
 from hqjax.train.strategy import MeshStrategy
 
-__all__ = ["eval_sources", "evaluate", "latent_accuracy"]
+__all__ = ["eval_sources", "evaluate", "latent_accuracy", "test_source"]
 
 
 def eval_sources(config: Any) -> tuple[Any, Any]:
@@ -19,11 +19,15 @@ def eval_sources(config: Any) -> tuple[Any, Any]:
     (`hqjax.data.split_validation`, one fixed choice for every run) and the test split is never opened:
     every accuracy the run reports is a validation accuracy. With 0 (default) it is the test split.
     """
-    data_dir = config.data_dir or None
-    train = data.get_dataset(config.dataset, "train", data_dir=data_dir)
+    train = data.get_dataset(config.dataset, "train", data_dir=config.data_dir or None)
     if config.validation_split:
         return data.split_validation(train, config.validation_split)
-    return train, data.get_dataset(config.dataset, "test", data_dir=data_dir)
+    return train, test_source(config)
+
+
+def test_source(config: Any) -> Any:
+    """The test split of ``config.dataset`` (a validation run reads it only for ``config.final_test``)."""
+    return data.get_dataset(config.dataset, "test", data_dir=config.data_dir or None)
 
 
 def evaluate(eval_step: Any, state: Any, loader: Any, strategy: MeshStrategy) -> dict[str, float]:

@@ -28,7 +28,7 @@ from hqjax import data
 from hqjax.train import build, parallel
 from hqjax.train.checkpoint import Checkpointer, CheckpointWriteError
 from hqjax.train.config import validate
-from hqjax.train.evaluation import eval_sources, evaluate, latent_accuracy
+from hqjax.train.evaluation import eval_sources, evaluate, latent_accuracy, test_source
 from hqjax.train.lock import workdir_lock
 from hqjax.train.logs import MetricWriter
 from hqjax.train.methods import MethodSpec, frozen_bn_epochs, get_spec
@@ -219,9 +219,16 @@ class _Run:
         """The train state replicated over the mesh (one global array tree, readable on every process)."""
         return self.strategy.global_state(self.state)
 
-    def eval_loader(self) -> Any:
-        c = self.config
-        return data.eval_loader(self.test_source, batch_size=self.local_eval_batch, dataset=c.dataset)
+    def eval_loader(self, source: Any = None) -> Any:
+        """Batches of `source` (default: the run's evaluation split) for `evaluate`."""
+        source = self.test_source if source is None else source
+        return data.eval_loader(source, batch_size=self.local_eval_batch, dataset=self.config.dataset)
+
+    def eval_row(self, done: int) -> dict[str, Any]:
+        """Accuracy and loss of the current network on the evaluation split, after step `done`."""
+        ev = evaluate(self.steps["eval"], self.state, self.eval_loader(), self.strategy)
+        return {"epoch": done // self.steps_per_epoch, "ternary_accuracy": ev["accuracy"],
+                "ternary_loss": ev["loss"]}
 
     def step(self, step: int, batch: Any) -> dict[str, Any]:
         """Run training step ``step + 1`` on `batch` (BatchNorm frozen in the frozen epochs)."""
@@ -393,9 +400,7 @@ def _step_loop(run: _Run) -> _Outcome:
 def _after_step(run: _Run, done: int, history: list[dict[str, Any]], save: _Saver) -> None:
     """The evaluation, layer statistics and checkpoint due after step `done`."""
     if run.due["eval"].due(done):
-        ev = evaluate(run.steps["eval"], run.state, run.eval_loader(), run.strategy)
-        row = {"epoch": done // run.steps_per_epoch, "ternary_accuracy": ev["accuracy"],
-               "ternary_loss": ev["loss"]}
+        row = run.eval_row(done)
         run.writer.write(done, "eval", row)
         history.append({"step": done, **row})
     if run.spec.quantized and run.due["stats"].due(done):
@@ -404,33 +409,24 @@ def _after_step(run: _Run, done: int, history: list[dict[str, Any]], save: _Save
         save(done)
 
 
-def _final_test(run: _Run) -> dict[str, float]:
-    """``config.final_test``: the trained network's accuracy and loss on the test split, read once."""
-    c = run.config
-    source = data.get_dataset(c.dataset, "test", data_dir=c.data_dir or None)
-    loader = data.eval_loader(source, batch_size=run.local_eval_batch, dataset=c.dataset)
-    return evaluate(run.steps["eval"], run.state, loader, run.strategy)
-
-
 def _finish(run: _Run, outcome: _Outcome) -> tuple[dict[str, Any], TrainState]:
     """Close the checkpointer, measure the latent network, write and return the summary and the final
     (host) state."""
     run.checkpointer.close()
     final = run.host_state()
-    history = outcome.history
-    if not history:  # nothing was evaluated in this process (e.g. a finished run resumed): now, once
-        ev = evaluate(run.steps["eval"], run.state, run.eval_loader(), run.strategy)
-        history = [{"step": int(final.step), "epoch": int(final.step) // run.steps_per_epoch,
-                    "ternary_accuracy": ev["accuracy"], "ternary_loss": ev["loss"]}]
+    # nothing evaluated in this process (e.g. a finished run resumed): the restored network, once
+    history = outcome.history or [{"step": int(final.step), **run.eval_row(int(final.step))}]
     if not run.spec.quantized:
-        latent = history[-1]["ternary_accuracy"] if history else float("nan")
+        latent = history[-1]["ternary_accuracy"]
     else:
         _, _, latent_forward = run.spec.forwards()
         latent = latent_accuracy(
             run.config, build.build_model(run.config), run.strategy.latent_state(final), latent_forward,
             run.train_source, run.eval_loader(), run.mesh, run.local_batch,
         )
-    test = _final_test(run) if run.config.get("final_test") and not outcome.stopped_early else None
+    test = None
+    if run.config.get("final_test") and not outcome.stopped_early:  # the test split, read once
+        test = evaluate(run.steps["eval"], run.state, run.eval_loader(test_source(run.config)), run.strategy)
     summary = final_report(
         run.config, final, history, latent_accuracy=latent, summarize=run.summarize,
         train_seconds=outcome.train_seconds, wall_seconds=time.time() - outcome.wall_start,
