@@ -69,6 +69,8 @@ def row_stats(recs: list[dict[str, Any]]) -> dict[str, Any]:
         "n": len(recs),
         "seeds": [r["seed"] for r in recs],
         "acc": [x["ternary_accuracy"] for x in s],
+        # the test split read once after a validation-split run (``--config.final_test``), else None
+        "test": [x.get("test_accuracy") for x in s],
         "sparsity": [x["sparsity"] for x in s],
         "bits": bits,
         "coded": [x["coded_bytes"] for x in s],
@@ -88,21 +90,26 @@ def _label(table: Any, row_name: str) -> str:
 def table_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
     """One dataset's results table."""
     split = getattr(table, "eval_split", "test")
+    tested = any(r["summary"].get("test_accuracy") is not None for recs in rows.values() for r in recs)
+    test_head, test_rule = (" test accuracy % (read once) |", "---|") if tested else ("", "")
     lines = [
-        f"| row | {split} accuracy % | sparsity | bits / weight | exported size | ratio | training time "
-        "| seeds |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| row | {split} accuracy % |{test_head} sparsity | bits / weight | exported size | ratio | "
+        "training time | seeds |",
+        f"|---|---|{test_rule}---|---|---|---|---|---|",
     ]
     for row in table.rows:
         if row.name not in rows:
-            lines.append(f"| {row.label or row.name} | not run | | | | | | |")
+            lines.append(f"| {row.label or row.name} | not run |{' |' if tested else ''} | | | | | |")
             continue
         st = row_stats(rows[row.name])
+        test_cell = ""
+        if tested:
+            test_cell = (" " + _pm(st["test"], 100) + " |") if None not in st["test"] else " not read |"
         ratio = [st["fp32"] / c for c in st["coded"]]
         m_coded, _ = mean_std(st["coded"])
         size = _pm(st["coded"], 1e-6, 3) + " MB" if m_coded >= 1e6 else _pm(st["coded"], 1e-3, 1) + " KB"
         lines.append(
-            f"| {row.label or row.name} | {_pm(st['acc'], 100)} | {_pm(st['sparsity'], 1, 3)} | "
+            f"| {row.label or row.name} | {_pm(st['acc'], 100)} |{test_cell} {_pm(st['sparsity'], 1, 3)} | "
             f"{_pm(st['bits'], 1, 3)} | {size} | "
             f"{mean_std(ratio)[0]:.1f}x | {mean_std(st['train'])[0]:.0f} s | "
             f"{','.join(map(str, st['seeds']))} |"
@@ -124,7 +131,9 @@ def papers_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
         ours = "not run"
         if p["method"] in rows:
             st = row_stats(rows[p["method"]])
-            ours = (f"{_pm(st['acc'], 100)} %, {_pm(st['bits'], 1, 3)} bit, "
+            tested = None not in st["test"]  # a validation-split row: its test accuracy, read once
+            acc = _pm(st["test"] if tested else st["acc"], 100) + (" % test" if tested else " %")
+            ours = (f"{acc}, {_pm(st['bits'], 1, 3)} bit, "
                     f"{_size(mean_std(st['coded'])[0])} exported")
             if p["method"] == "alq":
                 storage = [r["summary"].get("dense2_bytes") for r in rows["alq"]]
@@ -146,6 +155,8 @@ def commands_markdown(table: Any, rows: dict[str, list[dict[str, Any]]]) -> str:
             cmd += f" --cpu_devices={rec['cpu_devices']}"  # (it sets the summation order)
         seeds = ",".join(str(r["seed"]) for r in rows[row.name])
         lines.append(f"- `{row.label or row.name}` (seeds {seeds} via `--config.seed`):\n  `{cmd}`")
+        if rec.get("note"):  # how the recorded run departed from a plain run of the command
+            lines.append(f"  ({rec['note']})")
     return "\n".join(lines)
 
 
@@ -487,7 +498,7 @@ def write_report(tables: dict[str, Any], records_dir: str, out_dir: str) -> str:
             md += [f"![per-layer cosine over training, {name}](results/cosine_{name}.png)", ""]
         if plot_layers(table, rows, os.path.join(img_dir, f"layers_{name}.png")):
             md += [f"![per-layer sparsity and bits, {name}](results/layers_{name}.png)", ""]
-        if getattr(table, "eval_split", "test") == "validation":
+        if getattr(table, "eval_split", "test") == "validation" and "twn" in rows:
             plot_components(table, rows, os.path.join(img_dir, f"components_{name}.png"))
             md += ["Each row against TWN (positive: better than TWN; |t| < 2 is within seed noise):", "",
                    component_markdown(table, rows), "",

@@ -186,3 +186,30 @@ def test_every_row_baseline_is_a_twn_row_of_its_table():
                 if table.eval_split == "validation":
                     lr = dict(row.overrides).get("learning_rate")
                     assert dict(names[row.baseline].overrides).get("learning_rate") == lr
+
+
+def test_condense_times_a_resumed_run_as_the_sum_of_its_invocations(tmp_path):
+    rows = [{"step": 5, "split": "eval", "epoch": 1, "ternary_accuracy": 0.5},
+            {"step": 5, "split": "summary", "ternary_accuracy": 0.5, "train_seconds": 30.0,
+             "wall_seconds": 40.0, "stopped_early": True},
+            {"step": 9, "split": "summary", "ternary_accuracy": 0.7, "train_seconds": 20.0,
+             "wall_seconds": 25.0, "stopped_early": False},
+            {"step": 9, "split": "summary", "ternary_accuracy": 0.7, "train_seconds": 0.0,
+             "wall_seconds": 3.0, "stopped_early": False, "test_accuracy": 0.65}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    s = reproduce.condense(str(tmp_path))["summary"]
+    assert s["train_seconds"] == 50.0 and s["wall_seconds"] == 68.0
+    assert s["step"] == 9 and s["test_accuracy"] == 0.65  # everything else from the last invocation
+
+
+def test_a_validation_table_with_a_final_test_shows_both_accuracies():
+    table = reproduce.TABLES["alq_full"]
+    rec = _record("alq", "alq", 0, 0.99, 25_000.0)
+    rec["summary"]["test_accuracy"] = 0.992
+    rows = {"alq": [rec]}
+    md = results_report.table_markdown(table, rows)
+    assert "| validation accuracy % | test accuracy % (read once) |" in md
+    line = next(x for x in md.splitlines() if x.startswith("| alq (the config"))
+    assert "| 99.00 | 99.20 |" in line
+    assert "| not run | |" in next(x for x in md.splitlines() if x.startswith("| alq, pruning"))
+    assert "99.20 % test" in results_report.papers_markdown(table, rows)  # the README is a test figure

@@ -78,7 +78,8 @@ class _StopRequest:
 
 def pretrain_config(config: Any) -> Any:
     """The full-precision run an ALQ run starts from: `config` with method 'fp', ``pretrain.epochs``
-    epochs and the optimizer settings of ``config.pretrain``."""
+    epochs and the optimizer settings of ``config.pretrain``; the test split is never read for it
+    (``final_test`` applies to the quantized network only)."""
     pre = config.pretrain
     c = copy.deepcopy(config)
     with c.unlocked():
@@ -90,6 +91,8 @@ def pretrain_config(config: Any) -> Any:
                       "warmup_epochs"):
             c[field] = pre[field]
         c.pretrain.epochs = 0
+        if "final_test" in c:
+            c.final_test = False
     return c
 
 

@@ -12,7 +12,7 @@ from configs.default import get_config
 from hqjax.train.checkpoint import Checkpointer, CheckpointMismatchError
 from hqjax.train.config import validate
 from hqjax.train.logs import read_metrics
-from hqjax.train.loop import train_and_evaluate
+from hqjax.train.loop import pretrain_config, train_and_evaluate
 from tests.helpers import assert_trees_all_close
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,6 +79,13 @@ def test_final_test_reads_the_test_split_once_after_a_validation_run(tmp_path):
     again = train_and_evaluate(c, str(tmp_path))  # finished: restored, nothing trained, same figures
     for k in ("step", "test_accuracy", "ternary_accuracy"):
         assert again[k] == pytest.approx(summary[k], abs=1e-6), k
+
+
+def test_pretraining_of_an_alq_run_never_reads_the_test_split():
+    c = tiny("alq", validation_split=300, final_test=True)
+    pre = pretrain_config(c)
+    assert pre.method == "fp" and pre.validation_split == 300
+    assert not pre.final_test and c.final_test  # the quantized run's own setting is kept
 
 
 def test_final_test_needs_a_validation_split():
