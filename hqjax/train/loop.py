@@ -91,8 +91,7 @@ def pretrain_config(config: Any) -> Any:
                       "warmup_epochs"):
             c[field] = pre[field]
         c.pretrain.epochs = 0
-        if "final_test" in c:
-            c.final_test = False
+        c.final_test = False
     return c
 
 
@@ -172,7 +171,7 @@ class _Run:
     steps_per_epoch: int
     total_steps: int
     train_source: Any
-    test_source: Any
+    eval_source: Any  # the split every evaluation reads: validation, or test without a validation split
     checkpointer: Checkpointer
     train_iter: Any
     state: Any  # the run state, as the strategy placed it
@@ -189,7 +188,7 @@ class _Run:
     def build(cls, config: Any, workdir: str, checkpointer: Checkpointer, pretrained: tuple[Any, Any] | None,
               mesh: Mesh, strategy: MeshStrategy, sources: tuple[Any, Any]) -> _Run:
         info = data.info(config.dataset)
-        train_source, test_source = sources
+        train_source, eval_source = sources
         steps_per_epoch = build.steps_per_epoch(config, len(train_source))
         # under pmap, BatchNorm statistics over the whole batch, as under jit: reduced across the pmap axis
         model = build.build_model(config, pmap_axis=strategy.axis_name)
@@ -210,7 +209,7 @@ class _Run:
         return cls(
             config=config, spec=spec, strategy=strategy, mesh=mesh, steps_per_epoch=steps_per_epoch,
             total_steps=total_steps, train_source=train_source,
-            test_source=test_source, checkpointer=checkpointer,
+            eval_source=eval_source, checkpointer=checkpointer,
             train_iter=train_iter, state=strategy.place(state), steps=steps, frozen_epochs=frozen_epochs,
             summarize=jax.jit(hqjax.summarize) if spec.quantized else None,
             writer=MetricWriter(workdir, tensorboard=config.tensorboard), local_batch=local_batch,
@@ -224,7 +223,7 @@ class _Run:
 
     def eval_loader(self, source: Any = None) -> Any:
         """Batches of `source` (default: the run's evaluation split) for `evaluate`."""
-        source = self.test_source if source is None else source
+        source = self.eval_source if source is None else source
         return data.eval_loader(source, batch_size=self.local_eval_batch, dataset=self.config.dataset)
 
     def eval_row(self, done: int) -> dict[str, Any]:
